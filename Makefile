@@ -1,0 +1,33 @@
+# Quick start: `make repro` runs the pipeline on the default parameters, `make test` the tests.
+# Both create .venv (Python 3.11) and install the pinned dependencies first, once.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(abspath $(BIN)):$(PATH)
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: setup repro test test-slow bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip==24.3.1
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'
+	touch $(STAMP)
+
+repro: $(STAMP)
+	dvc repro
+
+test: $(STAMP)
+	python -m pytest
+
+test-slow: $(STAMP)
+	python -m pytest -m slow
+
+bench: $(STAMP)
+	python benchmarks/bench_epoch.py
+
+clean:
+	rm -rf data checkpoints artifacts report plots metrics/eval.json metrics/noise.json

@@ -1,0 +1,173 @@
+"""The artifact contract: every Parquet file's schema, written once here and checked on read.
+
+Training, evaluation, the report and (later) the flows and audit commands talk to each other only
+through these files. Each file carries its schema name and version in its Parquet metadata; a
+reader refuses a file whose name, version or columns differ (a reader never guesses a column).
+
+Layout (paths relative to the repository root, as wired in dvc.yaml):
+    data/noisy/labels.parquet              NOISY_LABELS
+    artifacts/warmup/epochs.parquet        EPOCHS    (warm-up epochs)
+    artifacts/warmup/losses.parquet        LOSSES    (warm-up steps; loss_x is the cross-entropy)
+    artifacts/epochs/epoch_XXX.parquet     EPOCHS    (one file per DivideMix epoch)
+    artifacts/losses/epoch_XXX.parquet     LOSSES    (one row per training step)
+    artifacts/divisions/epoch_XXX.parquet  DIVISIONS (one row per network and training sample)
+    artifacts/mixtures/epoch_XXX.parquet   MIXTURES  (the fitted GMM of each network)
+    artifacts/baseline/epochs.parquet      BASELINE_EPOCHS
+    artifacts/baseline/losses.parquet      LOSSES    (net = 0)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from dividemix.io import write_atomic
+
+SCHEMA_VERSION = "1"
+
+NOISY_LABELS = pa.schema([("sample_index", pa.int64()), ("noisy_label", pa.int64())])
+
+DIVISIONS = pa.schema(
+    [
+        ("epoch", pa.int32()),
+        ("net", pa.int8()),  # the network whose losses made this division (it trains the *other* one)
+        ("sample_index", pa.int64()),
+        ("noisy_label", pa.int64()),
+        ("loss", pa.float32()),  # raw cross-entropy against the noisy label, eval mode, no augmentation
+        ("loss_norm", pa.float32()),  # the mixture's input: min-max normalised (history-averaged) loss
+        ("clean_prob", pa.float32()),  # posterior of the low-mean component
+        ("labeled", pa.bool_()),  # clean_prob > p_threshold
+    ]
+)
+
+MIXTURES = pa.schema(
+    [
+        ("epoch", pa.int32()),
+        ("net", pa.int8()),
+        ("component", pa.int8()),
+        ("mean", pa.float64()),
+        ("variance", pa.float64()),
+        ("weight", pa.float64()),
+        ("clean", pa.bool_()),  # the component with the smaller mean
+    ]
+)
+
+LOSSES = pa.schema(
+    [
+        ("epoch", pa.int32()),
+        ("net", pa.int8()),
+        ("step", pa.int32()),
+        ("lr", pa.float64()),
+        ("lambda_u", pa.float64()),  # after the ramp
+        ("loss_x", pa.float32()),
+        ("loss_u", pa.float32()),
+        ("penalty", pa.float32()),
+        ("loss", pa.float32()),
+        ("n_labeled", pa.int32()),
+        ("n_unlabeled", pa.int32()),
+    ]
+)
+
+EPOCHS = pa.schema(
+    [
+        ("epoch", pa.int32()),
+        ("phase", pa.string()),  # "warmup" or "dividemix"
+        ("test_acc_net1", pa.float64()),
+        ("test_acc_net2", pa.float64()),
+        ("test_acc_ensemble", pa.float64()),  # argmax of the sum of both networks' logits
+        ("labeled_by_net1", pa.int32()),  # size of the labeled set net1's losses made (null in warm-up)
+        ("labeled_by_net2", pa.int32()),
+    ]
+)
+
+BASELINE_EPOCHS = pa.schema([("epoch", pa.int32()), ("test_acc", pa.float64())])
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "noisy_labels": NOISY_LABELS,
+    "divisions": DIVISIONS,
+    "mixtures": MIXTURES,
+    "losses": LOSSES,
+    "epochs": EPOCHS,
+    "baseline_epochs": BASELINE_EPOCHS,
+}
+
+
+class ArtifactError(ValueError):
+    """An artifact is missing or does not follow its schema."""
+
+
+def epoch_file(folder: str | Path, epoch: int) -> Path:
+    return Path(folder) / f"epoch_{epoch:03d}.parquet"
+
+
+def write_table(path: str | Path, name: str, columns: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
+    """Write `columns` as Parquet with schema `name`, atomically, self-describing in its metadata.
+
+    `meta` must be deterministic (no timestamps): two runs with the same parameters must give
+    byte-identical files.
+    """
+    schema = SCHEMAS[name]
+    table = pa.Table.from_pydict(columns, schema=schema)
+    metadata = {
+        b"dividemix.schema": name.encode(),
+        b"dividemix.schema_version": SCHEMA_VERSION.encode(),
+    }
+    if meta:
+        metadata[b"dividemix.meta"] = json.dumps(meta, sort_keys=True).encode()
+    table = table.replace_schema_metadata(metadata)
+    write_atomic(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def _check_schema(path: Path, name: str, schema: pa.Schema) -> None:
+    metadata = schema.metadata or {}
+    found = metadata.get(b"dividemix.schema", b"").decode()
+    version = metadata.get(b"dividemix.schema_version", b"").decode()
+    if found != name or version != SCHEMA_VERSION:
+        raise ArtifactError(
+            f"{path}: expected artifact '{name}' v{SCHEMA_VERSION}, found '{found or '?'}' v{version or '?'}"
+        )
+    expected = SCHEMAS[name]
+    if not schema.remove_metadata().equals(expected):
+        raise ArtifactError(f"{path}: columns {schema.names} differ from the '{name}' schema {expected.names}")
+
+
+def read_table(
+    path: str | Path,
+    name: str,
+    *,
+    columns: list[str] | None = None,
+    filter: ds.Expression | None = None,
+) -> pd.DataFrame:
+    """Read a Parquet file or a folder of them (one file per epoch), checking the schema.
+
+    Only `columns` are read and `filter` is pushed down to the files, so a caller that needs one
+    epoch of a 300-epoch run reads one file's worth.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"{path}: artifact '{name}' not found")
+    dataset = ds.dataset(path, format="parquet", schema=None)
+    files = dataset.files
+    if not files:
+        raise ArtifactError(f"{path}: artifact '{name}' holds no Parquet file")
+    for file in files:
+        _check_schema(Path(file), name, pq.read_schema(file))
+    table = dataset.to_table(columns=columns, filter=filter)
+    frame = table.to_pandas()
+    sort_keys = [key for key in ("epoch", "net", "step", "sample_index", "component") if key in frame.columns]
+    if sort_keys:
+        frame = frame.sort_values(sort_keys, kind="stable").reset_index(drop=True)
+    return frame
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The `dividemix.meta` mapping a file was written with (empty if none)."""
+    metadata = pq.read_schema(path).metadata or {}
+    raw = metadata.get(b"dividemix.meta")
+    return json.loads(raw) if raw else {}

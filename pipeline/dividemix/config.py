@@ -1,0 +1,161 @@
+"""One typed, validated configuration: the single source of truth for every parameter.
+
+`params.yaml` is read once, through `load_config`, by every stage. Unknown keys, wrong types and
+out-of-range values raise `ConfigError` whose message is one line naming the key and what is
+allowed, before any work is done.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A parameter is missing, unknown, mistyped or out of range (message: one line)."""
+
+
+class _Section(BaseModel):
+    # strict: "0.5" (a string) is not a number and 2.0 is not an integer; extra: unknown keys
+    # are errors, never silently ignored (a key the code never reads is a bug in the experiment).
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+OpenFraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+PositiveFloat = Annotated[float, Field(gt=0.0)]
+NonNegativeFloat = Annotated[float, Field(ge=0.0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+
+
+class DataConfig(_Section):
+    dataset: str = "digits"
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, value: str) -> str:
+        from dividemix.data import DATASETS
+
+        if value not in DATASETS:
+            raise ValueError(f"unknown data set {value!r}; allowed: {', '.join(sorted(DATASETS))}")
+        return value
+
+
+class NoiseConfig(_Section):
+    mode: Literal["none", "sym", "asym"] = "sym"
+    rate: Fraction = 0.5
+    seed: NonNegativeInt = 1
+
+
+class ModelConfig(_Section):
+    arch: str = "cnn_small"
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, value: str) -> str:
+        from dividemix.models import MODELS
+
+        if value not in MODELS:
+            raise ValueError(f"unknown model {value!r}; allowed: {', '.join(sorted(MODELS))}")
+        return value
+
+
+class TrainConfig(_Section):
+    epochs: PositiveInt = 30
+    warmup_epochs: PositiveInt = 10
+    lr: PositiveFloat = 0.02
+    lr_drop_epoch: NonNegativeInt = 15
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
+    weight_decay: NonNegativeFloat = 5e-4
+    batch_size: PositiveInt = 64
+    alpha: PositiveFloat = 4.0
+    T: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    lambda_u: NonNegativeFloat = 25.0
+    p_threshold: OpenFraction = 0.5
+    rampup_epochs: PositiveInt = 16
+    conf_penalty: bool = False
+    loss_history: PositiveInt = 1
+    seed: NonNegativeInt = 123
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @model_validator(mode="after")
+    def _warmup_before_end(self) -> "TrainConfig":
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"warmup_epochs ({self.warmup_epochs}) must be smaller than epochs ({self.epochs})"
+            )
+        return self
+
+
+class Config(_Section):
+    data: DataConfig = DataConfig()
+    noise: NoiseConfig = NoiseConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _noise_defined_for_dataset(self) -> "Config":
+        from dividemix.data import DATASETS
+
+        if self.noise.mode == "asym" and DATASETS[self.data.dataset].asym_map is None:
+            raise ValueError(
+                f"noise.mode 'asym' is not defined for data set {self.data.dataset!r}; allowed: none, sym"
+            )
+        return self
+
+
+def _describe(error: dict[str, Any], section_path: tuple[Any, ...]) -> str:
+    key = ".".join(str(part) for part in section_path) or "params"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        model = Config
+        for part in section_path[:-1]:
+            model = model.model_fields[part].annotation  # type: ignore[assignment]
+        allowed = ", ".join(model.model_fields)
+        return f"{key}: unknown key; allowed keys here: {allowed}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{key}: {message} (got {error.get('input')!r})"
+
+
+def parse_config(raw: Any, *, source: str = "params") -> Config:
+    """Validate a nested mapping (as read from params.yaml) into a `Config`."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(part for part in first["loc"])
+        raise ConfigError(f"{source}: {_describe(first, loc)}") from None
+
+
+def load_config(path: str | Path = "params.yaml") -> Config:
+    """Read and validate `params.yaml`; raise `ConfigError` (one line) on any problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: parameter file not found") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    return parse_config(raw, source=str(path))
+
+
+def select(config: Config, keys: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """The values of dotted `keys` ("train.lr"), e.g. to record what a stage read in its outputs."""
+    dumped = config.model_dump(mode="json")
+    out = {}
+    for key in keys:
+        section, name = key.split(".")
+        out[key] = dumped[section][name]
+    return out

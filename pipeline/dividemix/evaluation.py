@@ -1,0 +1,141 @@
+"""Evaluation: where the true training labels meet the artifacts (and nowhere earlier).
+
+Reads the per-epoch artifacts of warm-up, DivideMix and the baseline, and the truth, and gives
+the accuracy curves, the quality of each epoch's division and the summary metrics.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from dividemix import artifacts
+from dividemix.data import load_train_truth
+
+
+@dataclass(frozen=True)
+class RunArtifacts:
+    """Where one run's artifacts live (the layout of `dividemix.artifacts`)."""
+
+    root: Path = Path("artifacts")
+
+    @property
+    def warmup(self) -> Path:
+        return self.root / "warmup"
+
+    @property
+    def baseline(self) -> Path:
+        return self.root / "baseline"
+
+    def epochs(self) -> pd.DataFrame:
+        """Warm-up and DivideMix epochs in one table (one row per epoch)."""
+        warm = artifacts.read_table(self.warmup / "epochs.parquet", "epochs")
+        main = artifacts.read_table(self.root / "epochs", "epochs")
+        return pd.concat([warm, main], ignore_index=True)
+
+    def baseline_epochs(self) -> pd.DataFrame:
+        return artifacts.read_table(self.baseline / "epochs.parquet", "baseline_epochs")
+
+    def divisions(self, columns: list[str] | None = None) -> pd.DataFrame:
+        return artifacts.read_table(self.root / "divisions", "divisions", columns=columns)
+
+    def mixtures(self) -> pd.DataFrame:
+        return artifacts.read_table(self.root / "mixtures", "mixtures")
+
+    def losses(self) -> pd.DataFrame:
+        """Every step's losses, warm-up included."""
+        warm = artifacts.read_table(self.warmup / "losses.parquet", "losses")
+        main = artifacts.read_table(self.root / "losses", "losses")
+        return pd.concat([warm, main], ignore_index=True)
+
+
+def clean_mask(prepared: Path, noisy_labels: Path) -> np.ndarray:
+    """True where the noisy label equals the true label (indexed by sample_index)."""
+    truth = load_train_truth(prepared)
+    noisy = artifacts.read_table(noisy_labels, "noisy_labels")["noisy_label"].to_numpy()
+    if len(noisy) != len(truth):
+        raise ValueError(f"{noisy_labels}: {len(noisy)} labels for {len(truth)} training samples")
+    return noisy == truth
+
+
+def accuracy_curves(run: RunArtifacts) -> pd.DataFrame:
+    """Per-epoch test accuracy: DivideMix ensemble, each network, the baseline (fractions)."""
+    epochs = run.epochs()
+    base = run.baseline_epochs().rename(columns={"test_acc": "baseline"})
+    curves = pd.DataFrame(
+        {
+            "epoch": epochs["epoch"].astype(int),
+            "phase": epochs["phase"],
+            "dividemix": epochs["test_acc_ensemble"],
+            "net1": epochs["test_acc_net1"],
+            "net2": epochs["test_acc_net2"],
+        }
+    )
+    return curves.merge(base, on="epoch", how="outer").sort_values("epoch").reset_index(drop=True)
+
+
+def _auc(clean: np.ndarray, score: np.ndarray) -> float:
+    # Undefined when every sample is clean (or none is): reported as NaN, never as a made-up 1.0.
+    if clean.all() or not clean.any():
+        return math.nan
+    return float(roc_auc_score(clean, score))
+
+
+def division_quality(run: RunArtifacts, clean: np.ndarray) -> pd.DataFrame:
+    """Per epoch and network: the labeled set judged against the true clean mask.
+
+    precision = fraction of the labeled set that is truly clean; recall = fraction of the truly
+    clean samples that were labeled; auc = ROC AUC of clean_prob for the clean mask.
+    """
+    divisions = run.divisions(columns=["epoch", "net", "sample_index", "clean_prob", "labeled"])
+    rows = []
+    for (epoch, net), group in divisions.groupby(["epoch", "net"], sort=True):
+        is_clean = clean[group["sample_index"].to_numpy()]
+        labeled = group["labeled"].to_numpy()
+        n_labeled = int(labeled.sum())
+        rows.append(
+            {
+                "epoch": int(epoch),
+                "net": int(net),
+                "n_labeled": n_labeled,
+                "auc": _auc(is_clean, group["clean_prob"].to_numpy()),
+                "precision": float(is_clean[labeled].mean()) if n_labeled else math.nan,
+                "recall": float(labeled[is_clean].mean()) if is_clean.any() else math.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _mean(values: pd.Series) -> float | None:
+    value = float(values.mean())
+    return None if math.isnan(value) else value
+
+
+def summary_metrics(curves: pd.DataFrame, quality: pd.DataFrame, clean: np.ndarray) -> dict:
+    """The metrics of metrics/eval.json; accuracies and rates as fractions, null when undefined."""
+    dm = curves["dividemix"].dropna()
+    ce = curves["baseline"].dropna()
+    last = quality[quality["epoch"] == quality["epoch"].max()]
+    return {
+        "test_acc_best": float(dm.max()),
+        "test_acc_last": float(dm.iloc[-1]),
+        "test_acc_last10": float(dm.iloc[-10:].mean()),
+        "ce_test_acc_best": float(ce.max()),
+        "ce_test_acc_last": float(ce.iloc[-1]),
+        "division_auc_last": _mean(last["auc"]),
+        "division_precision_last": _mean(last["precision"]),
+        "division_recall_last": _mean(last["recall"]),
+        "noise_rate_actual": float(1.0 - clean.mean()),
+    }
+
+
+def division_plot_table(quality: pd.DataFrame) -> pd.DataFrame:
+    """One row per epoch, one column per (measure, network): the shape `dvc plots` draws."""
+    wide = quality.pivot(index="epoch", columns="net", values=["auc", "precision", "recall", "n_labeled"])
+    wide.columns = [f"{measure}_net{net}" for measure, net in wide.columns]
+    return wide.reset_index()

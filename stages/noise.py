@@ -1,0 +1,33 @@
+"""DVC stage `noise`: inject label noise; write the noisy labels and the actual noise rate."""
+
+from pathlib import Path
+
+from dividemix.io import write_json_atomic
+from dividemix.noise import noisy_label_file
+from dividemix.stage import run_stage
+
+PARAMS = ["data.dataset", "noise.mode", "noise.rate", "noise.seed"]
+
+
+def add_arguments(parser):
+    parser.add_argument("--prepared", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="noisy labels (Parquet)")
+    parser.add_argument("--summary", type=Path, required=True, help="noise summary (JSON metric)")
+
+
+def body(config, params, args):
+    summary = noisy_label_file(
+        dataset=config.data.dataset,
+        prepared=args.prepared,
+        out=args.out,
+        mode=config.noise.mode,
+        rate=config.noise.rate,
+        seed=config.noise.seed,
+    )
+    write_json_atomic(args.summary, summary)
+    print(f"[noise] {summary['mode']} r={summary['rate']}: {summary['n_wrong']} of {summary['n_train']} labels wrong "
+          f"({summary['noise_rate_actual']:.2%})")
+
+
+if __name__ == "__main__":
+    run_stage("noise", PARAMS, add_arguments, body)
