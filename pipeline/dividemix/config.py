@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class ConfigError(ValueError):
@@ -21,7 +29,7 @@ class ConfigError(ValueError):
 class _Section(BaseModel):
     # strict: "0.5" (a string) is not a number and 2.0 is not an integer; extra: unknown keys
     # are errors, never silently ignored (a key the code never reads is a bug in the experiment).
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -82,13 +90,14 @@ class TrainConfig(_Section):
     seed: NonNegativeInt = 123
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
-    @model_validator(mode="after")
-    def _warmup_before_end(self) -> "TrainConfig":
-        if self.warmup_epochs >= self.epochs:
-            raise ValueError(
-                f"warmup_epochs ({self.warmup_epochs}) must be smaller than epochs ({self.epochs})"
-            )
-        return self
+    @field_validator("warmup_epochs")
+    @classmethod
+    def _warmup_before_end(cls, value: int, info: ValidationInfo) -> int:
+        # A field validator (epochs is declared first) so the error names train.warmup_epochs.
+        epochs = info.data.get("epochs")
+        if epochs is not None and value >= epochs:
+            raise ValueError(f"must be smaller than train.epochs ({epochs})")
+        return value
 
 
 class Config(_Section):

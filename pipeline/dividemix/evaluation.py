@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.dataset as ds
 from sklearn.metrics import roc_auc_score
 
 from dividemix import artifacts
@@ -41,8 +42,9 @@ class RunArtifacts:
     def baseline_epochs(self) -> pd.DataFrame:
         return artifacts.read_table(self.baseline / "epochs.parquet", "baseline_epochs")
 
-    def divisions(self, columns: list[str] | None = None) -> pd.DataFrame:
-        return artifacts.read_table(self.root / "divisions", "divisions", columns=columns)
+    def divisions(self, columns: list[str] | None = None, filter: ds.Expression | None = None) -> pd.DataFrame:
+        """The divisions, reading only `columns` and the files `filter` (e.g. one epoch) selects."""
+        return artifacts.read_table(self.root / "divisions", "divisions", columns=columns, filter=filter)
 
     def mixtures(self) -> pd.DataFrame:
         return artifacts.read_table(self.root / "mixtures", "mixtures")

@@ -15,9 +15,12 @@ from torch.nn import functional as F
 
 
 def sharpen(p: torch.Tensor, T: float) -> torch.Tensor:
-    """p^(1/T), renormalised over classes (B, C)."""
-    p = p ** (1.0 / T)
-    return p / p.sum(dim=1, keepdim=True)
+    """p^(1/T), renormalised over classes (B, C).
+
+    Computed as softmax(log(p) / T), the same value, because p ** (1/T) underflows to 0/0 for
+    small T (the reference's form).
+    """
+    return F.softmax(torch.log(p) / T, dim=1)
 
 
 @torch.no_grad()
@@ -87,8 +90,9 @@ def prior_penalty(logits: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 def confidence_penalty(logits: torch.Tensor) -> torch.Tensor:
     """Negative entropy mean(sum(p log p)), the reference's `NegEntropy` for warm-up under asym noise."""
-    probs = F.softmax(logits, dim=1)
-    return torch.mean(torch.sum(probs.log() * probs, dim=1))
+    # softmax * log_softmax, not the reference's probs.log() * probs: the same value, but no
+    # NaN (0 * -inf) when a float32 probability rounds to 0.
+    return torch.mean(torch.sum(F.softmax(logits, dim=1) * F.log_softmax(logits, dim=1), dim=1))
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,7 @@ def train_step(
     BatchNorm statistics move) and `peer` is in eval mode. An empty unlabeled batch (everything
     was judged clean) is allowed: MixMatch then runs over the 2B labeled samples and Lu = 0.
     """
+    peer.eval()  # the peer only guesses: its BatchNorm statistics must not move
     b = batch.x1.shape[0]
     y_onehot = F.one_hot(batch.y, num_classes).float()
     w = batch.w.view(-1, 1).float()

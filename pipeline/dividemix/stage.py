@@ -33,6 +33,6 @@ def run_stage(
     try:
         config = load_config(args.params)
         body(config, select(config, params), args)
-    except (ConfigError, ArtifactError, FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (ConfigError, ArtifactError, OSError, ValueError, RuntimeError) as exc:
         print(f"error: {name}: {exc}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)

@@ -1,0 +1,224 @@
+"""Co-divide: per-sample loss, normalisation, loss history, the mixture, the split, and its wiring.
+
+Expected values are computed by hand or by an independent formula in the test.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import dividemix.codivide as codivide
+import dividemix.engine as engine
+from dividemix.codivide import LossHistory, divide, fit_mixture, min_max_normalise, per_sample_loss
+from dividemix.config import parse_config, select
+from dividemix.data import DATASETS, DeviceImages
+from dividemix.models import cnn_small
+
+from conftest import tiny_params
+
+
+# ----------------------------------------------------------------------------- normalisation
+def test_min_max_normalise_by_hand():
+    out = min_max_normalise(torch.tensor([1.0, 2.0, 3.0]))
+    torch.testing.assert_close(out, torch.tensor([0.0, 0.5, 1.0]))
+    out = min_max_normalise(torch.tensor([5.0, -1.0, 2.0]))
+    torch.testing.assert_close(out, torch.tensor([1.0, 0.0, 0.5]))
+
+
+def test_min_max_normalise_of_constant_losses_is_zeros_not_nan():
+    out = min_max_normalise(torch.full((4,), 2.5))
+    assert torch.equal(out, torch.zeros(4))
+
+
+# ------------------------------------------------------------------------------- loss history
+def test_loss_history_averages_a_slice_of_the_last_window_epochs():
+    history = LossHistory(window=5)
+    expected = {1: 1.0, 2: 1.5, 3: 2.0, 4: 2.5, 5: 3.0, 6: 4.0, 7: 5.0}  # mean(max(1, k-4)..k)
+    for k in range(1, 8):
+        out = history.push(torch.full((3,), float(k)))
+        assert out.shape == (3,)
+        # After 7 pushes: mean(3..7) = 5, not the 5th-last epoch (3).
+        torch.testing.assert_close(out, torch.full((3,), expected[k]))
+    assert [float(t[0]) for t in history.state()] == [3.0, 4.0, 5.0, 6.0, 7.0]  # memory bounded by the window
+
+
+def test_loss_history_averages_per_sample_not_over_samples():
+    history = LossHistory(window=2)
+    history.push(torch.tensor([0.0, 1.0]))
+    out = history.push(torch.tensor([1.0, 1.0]))
+    torch.testing.assert_close(out, torch.tensor([0.5, 1.0]))
+
+
+def test_loss_history_window_one_returns_the_current_vector():
+    history = LossHistory(window=1)
+    history.push(torch.tensor([9.0, 9.0]))
+    current = torch.tensor([0.25, 0.75])
+    torch.testing.assert_close(history.push(current), current)
+
+
+def test_loss_history_resumed_from_state_continues_the_window():
+    full = LossHistory(window=3)
+    for k in range(1, 5):
+        full.push(torch.full((2,), float(k)))
+    resumed = LossHistory(window=3, past=full.state())
+    torch.testing.assert_close(resumed.push(torch.full((2,), 5.0)), torch.full((2,), 4.0))  # mean(3, 4, 5)
+
+
+# -------------------------------------------------------------------------------- the mixture
+def bimodal(seed=0):
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.normal(0.1, 0.03, 300), rng.normal(0.8, 0.05, 100)])
+
+
+def gaussian_posterior(x, means, variances, weights, k):
+    """The posterior of component k, from the fitted parameters (an independent formula)."""
+    dens = [w / math.sqrt(2 * math.pi * v) * np.exp(-((x - m) ** 2) / (2 * v)) for m, v, w in zip(means, variances, weights)]
+    return dens[k] / (dens[0] + dens[1])
+
+
+def test_fit_mixture_gives_the_low_loss_mode_high_clean_probability():
+    x = bimodal()
+    orders = set()
+    for seed in range(8):
+        prob, fit = fit_mixture(x, seed=seed)
+        assert prob.shape == (400,)
+        assert fit.means[fit.clean] == min(fit.means)
+        assert fit.means[fit.clean] == pytest.approx(0.1, abs=0.02)
+        assert fit.means[1 - fit.clean] == pytest.approx(0.8, abs=0.02)
+        assert fit.weights[fit.clean] == pytest.approx(0.75, abs=0.02)
+        assert prob[:300].min() > 0.99
+        assert prob[300:].max() < 0.01
+        np.testing.assert_allclose(
+            prob, gaussian_posterior(x, fit.means, fit.variances, fit.weights, fit.clean), atol=1e-6
+        )
+        orders.add(fit.clean)
+    # The fitted component order varies with the seed: "clean" really is chosen by the mean, not fixed.
+    assert orders == {0, 1}
+
+
+def test_fit_mixture_same_seed_same_output():
+    x = bimodal(1) + np.random.default_rng(2).normal(0, 0.2, 400)  # overlapping modes: the fit depends on its init
+    p1, f1 = fit_mixture(x, seed=5)
+    p2, f2 = fit_mixture(x, seed=5)
+    np.testing.assert_array_equal(p1, p2)
+    assert f1 == f2
+
+
+def test_divide_is_strict():
+    prob = np.array([0.5, 0.5000001, 0.4999999, 1.0, 0.0])
+    np.testing.assert_array_equal(divide(prob, 0.5), [False, True, False, True, False])
+    np.testing.assert_array_equal(divide(np.array([0.6, 0.61]), 0.6), [False, True])
+
+
+# --------------------------------------------------------------------------- per-sample loss
+@pytest.fixture
+def few_digits():
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = bunch.images[:10].astype(np.uint8)[:, None]
+    labels = torch.as_tensor(bunch.target[:10], dtype=torch.int64)
+    labels[::3] = (labels[::3] + 1) % 10  # some noisy labels
+    return images, labels
+
+
+def test_per_sample_loss_is_plain_eval_mode_cross_entropy(few_digits, monkeypatch):
+    images, labels = few_digits
+    monkeypatch.setattr(codivide, "EVAL_BATCH", 4)  # several batches: order and concatenation matter
+    torch.manual_seed(0)
+    net = cnn_small(10, 1)
+    net.train()
+    with torch.no_grad():  # move BatchNorm running stats away from their defaults
+        for _ in range(3):
+            net(torch.randn(16, 1, 8, 8) * 2 + 1)
+    buffers = {k: v.clone() for k, v in net.state_dict().items()}
+
+    loss = per_sample_loss(net, DeviceImages(images, DATASETS["digits"], torch.device("cpu")), labels)
+
+    # Independent: test transform is (pixel / 16 - mean) / std, the network in eval mode, no augmentation.
+    x = (torch.as_tensor(images, dtype=torch.float32) / 16.0 - 0.3053) / 0.3760
+    reference = copy.deepcopy(net).eval()
+    with torch.no_grad():
+        expected = F.cross_entropy(reference(x), labels, reduction="none")
+    assert loss.shape == (10,) and loss.dtype == torch.float32 and loss.device.type == "cpu"
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
+    # BatchNorm running statistics (and every other buffer) untouched.
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, buffers[key]), key
+
+
+# ------------------------------------------------------------------------- co-divide wiring
+def state_copy(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def same_state(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_train_epoch_wiring_peer_of_net2_is_the_updated_net1(tiny_run, tmp_path, monkeypatch):
+    """Per epoch: both divisions first; net1 trains on net2's division with net2 as peer; then net2 on
+    net1's division with the *already-updated* net1 as peer (reference `Train_cifar.py`)."""
+    root = tmp_path / "run"
+    shutil.copytree(tiny_run, root)
+    (root / "checkpoints/train/last.pt").unlink()  # start over from the warm-up checkpoint
+
+    events: list[tuple] = []
+    real_divide, real_epoch = engine.co_divide_one, engine.dividemix_epoch
+
+    def recording_divide(net, *args, **kwargs):
+        before = state_copy(net)
+        division = real_divide(net, *args, **kwargs)
+        events.append(("divide", id(net), before, division))
+        return division
+
+    def recording_epoch(net, peer, optimizer, ws, division, epoch, net_id):
+        net_before, peer_at_call = state_copy(net), state_copy(peer)
+        rows = real_epoch(net, peer, optimizer, ws, division, epoch, net_id)
+        events.append(("train", net_id, epoch, id(net), id(peer), division, net_before, peer_at_call, state_copy(net)))
+        return rows
+
+    monkeypatch.setattr(engine, "co_divide_one", recording_divide)
+    monkeypatch.setattr(engine, "dividemix_epoch", recording_epoch)
+
+    raw = tiny_params(**{"train.epochs": 3})  # TINY_PARAMS with one DivideMix epoch (epoch 2): enough, and fast
+    config = parse_config(raw)
+    params = select(config, [f"{s}.{k}" for s, sec in raw.items() for k in sec])
+    paths = engine.Paths(
+        prepared=root / "data/prepared",
+        noisy=root / "data/noisy/labels.parquet",
+        warmup_checkpoint=root / "checkpoints/warmup/nets.pt",
+        train_checkpoint=root / "checkpoints/train/last.pt",
+        artifacts=root / "artifacts",
+    )
+    engine.run_train(config, paths, params)
+
+    epochs = range(raw["train"]["warmup_epochs"], raw["train"]["epochs"])
+    assert list(epochs) == [2]
+    assert [e[0] for e in events] == ["divide", "divide", "train", "train"] * len(epochs)
+    for i, epoch in enumerate(epochs):
+        d1, d2, t1, t2 = events[4 * i : 4 * i + 4]
+        net1_id, net2_id = d1[1], d2[1]
+        assert net1_id != net2_id
+        _, n1, e1, a1, _, div1, net1_before, peer1_at_call, net1_after = t1
+        _, n2, e2, a2, _, div2, net2_before, peer2_at_call, _ = t2
+        assert (n1, n2, e1, e2) == (1, 2, epoch, epoch)
+        assert (a1, a2) == (net1_id, net2_id)  # the networks that divided are the ones trained
+        # Co-divide: each network trains on the division its peer's losses made.
+        assert div1 is d2[3] and div2 is d1[3]
+        # Both divisions come from the networks before either trains this epoch.
+        assert same_state(d1[2], net1_before) and same_state(d2[2], net2_before)
+        # net1 really changed, and net2's peer is net1 *after* its epoch, not before.
+        assert not same_state(net1_before, net1_after)
+        assert same_state(peer2_at_call, net1_after)
+        assert not same_state(peer2_at_call, net1_before)
+        # net1's peer is net2 before its epoch (net2 trains second).
+        assert same_state(peer1_at_call, net2_before)

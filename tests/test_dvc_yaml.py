@@ -1,0 +1,47 @@
+"""dvc.yaml and the stage scripts agree: each stage's params are exactly the keys its script reads."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import yaml
+
+from conftest import REPO
+from dividemix.config import Config
+
+DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
+STAGES = DVC["stages"]
+
+
+def stage_module(name: str):
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_pipeline_has_the_documented_stages_in_order():
+    assert list(STAGES) == ["download", "noise", "warmup", "baseline", "train", "evaluate", "report"]
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_stage_params_are_exactly_the_keys_its_script_declares(name: str):
+    declared = stage_module(name).PARAMS
+    assert sorted(STAGES[name].get("params", [])) == sorted(declared)
+    for key in declared:  # every declared key exists in the config schema
+        section, field = key.split(".")
+        assert field in Config.model_fields[section].annotation.model_fields
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_stage_depends_on_its_own_script_and_runs_it(name: str):
+    assert f"stages/{name}.py" in STAGES[name]["deps"]
+    assert STAGES[name]["cmd"].startswith(f"python stages/{name}.py")
+
+
+def test_every_params_yaml_key_is_read_by_some_stage():
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    keys = {f"{section}.{key}" for section, values in params.items() for key in values}
+    read = {key for stage in STAGES.values() for key in stage.get("params", [])}
+    assert keys == read

@@ -1,0 +1,384 @@
+"""One DivideMix step (sharpen, co-refine, co-guess, MixMatch, losses, ramp, penalties) and the epoch
+around it (empty labeled / unlabeled sets, learning-rate schedule, derived seeds).
+
+Expected values come from hand computation or from an independent numpy formula in the test.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dividemix import artifacts
+from dividemix.codivide import Division, Mixture
+from dividemix.config import parse_config
+from dividemix.data import DATASETS, DeviceImages
+from dividemix.engine import NETS, Workspace, derived_seed, dividemix_epoch, learning_rate, make_optimizer
+from dividemix.mixmatch import (
+    StepBatch,
+    co_guess,
+    co_refine,
+    confidence_penalty,
+    labeled_loss,
+    mix,
+    mixup_coefficient,
+    prior_penalty,
+    ramp_weight,
+    sharpen,
+    train_step,
+    unlabeled_loss,
+)
+
+from conftest import tiny_params
+
+
+def np_softmax(z):
+    z = np.asarray(z, dtype=np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def np_sharpen(p, T):
+    q = np.asarray(p, dtype=np.float64) ** (1.0 / T)
+    return q / q.sum(axis=-1, keepdims=True)
+
+
+def t(x):
+    return torch.as_tensor(np.asarray(x, dtype=np.float32))
+
+
+class Lookup(nn.Module):
+    """A stub network: the logits of a sample are table[first value of the sample] (fixed, known)."""
+
+    def __init__(self, table: dict[int, list[float]]):
+        super().__init__()
+        self.table = table
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return torch.stack([t(self.table[int(v)]) for v in x.reshape(len(x), -1)[:, 0]])
+
+
+# ------------------------------------------------------------------------------------ sharpen
+def test_sharpen_by_hand():
+    out = sharpen(t([[0.6, 0.4]]), 0.5)
+    torch.testing.assert_close(out, t([[0.36 / 0.52, 0.16 / 0.52]]))
+
+
+def test_sharpen_normalises_each_row():
+    p = t([[0.2, 0.3, 0.5], [0.1, 0.1, 0.8]])
+    out = sharpen(p, 0.25)
+    torch.testing.assert_close(out, t(np_sharpen(p.numpy(), 0.25)))
+    torch.testing.assert_close(out.sum(1), torch.ones(2))
+
+
+# ------------------------------------------------------------------------------- co-refinement
+X1, X2 = torch.zeros(1, 1), torch.ones(1, 1)  # the stubs tell the two augmentations apart by value
+REFINE_NET = Lookup({0: [2.0, 0.0, -1.0], 1: [0.0, 1.0, 0.0]})
+Y_ONEHOT = t([[0.0, 0.0, 1.0]])
+
+
+def test_co_refine_with_w_one_is_the_sharpened_one_hot_label():
+    out = co_refine(REFINE_NET, X1, X2, Y_ONEHOT, t([[1.0]]), 0.5)
+    torch.testing.assert_close(out, Y_ONEHOT)
+
+
+def test_co_refine_with_w_zero_is_the_sharpened_mean_prediction():
+    out = co_refine(REFINE_NET, X1, X2, Y_ONEHOT, t([[0.0]]), 0.5)
+    px = (np_softmax([2.0, 0.0, -1.0]) + np_softmax([0.0, 1.0, 0.0])) / 2
+    torch.testing.assert_close(out, t([np_sharpen(px, 0.5)]))
+
+
+def test_co_refine_mixes_label_and_prediction_by_w_before_sharpening():
+    out = co_refine(REFINE_NET, X1, X2, Y_ONEHOT, t([[0.3]]), 0.5)
+    px = (np_softmax([2.0, 0.0, -1.0]) + np_softmax([0.0, 1.0, 0.0])) / 2
+    expected = np_sharpen(0.3 * np.array([0.0, 0.0, 1.0]) + 0.7 * px, 0.5)
+    torch.testing.assert_close(out, t([expected]))
+
+
+# --------------------------------------------------------------------------------- co-guessing
+def test_co_guess_averages_four_softmaxes_then_sharpens():
+    net = Lookup({0: [1.0, 0.0, 0.0], 1: [0.0, 1.0, 0.0]})
+    peer = Lookup({0: [0.0, 0.0, 2.0], 1: [0.0, 0.0, 0.0]})
+    u1, u2 = torch.zeros(2, 1), torch.ones(2, 1)
+    out = co_guess(net, peer, u1, u2, 0.5)
+    pu = (np_softmax([1, 0, 0]) + np_softmax([0, 1, 0]) + np_softmax([0, 0, 2]) + np_softmax([0, 0, 0])) / 4
+    expected = np_sharpen(pu, 0.5)
+    torch.testing.assert_close(out, t([expected, expected]))
+    assert net.calls == 2 and peer.calls == 2  # both networks on both augmentations
+    # Not the same as softmax of the mean logits (the order of averaging matters).
+    wrong = np_sharpen(np_softmax(np.mean([[1, 0, 0], [0, 1, 0], [0, 0, 2], [0, 0, 0]], axis=0)), 0.5)
+    assert not np.allclose(expected, wrong, atol=1e-3)
+
+
+# ------------------------------------------------------------------------------------- MixMatch
+@pytest.mark.parametrize("alpha", [0.1, 0.75, 4.0])
+def test_mixup_coefficient_is_at_least_one_half(alpha):
+    rng = np.random.default_rng(0)
+    draws = np.array([mixup_coefficient(alpha, rng) for _ in range(2000)])
+    assert draws.min() >= 0.5 and draws.max() <= 1.0
+    assert draws.std() > 0.01  # random, not a constant
+
+
+def test_mix_with_lambda_one_returns_the_inputs():
+    inputs, targets = torch.randn(8, 1, 4, 4), torch.rand(8, 3)
+    mixed_inputs, mixed_targets = mix(inputs, targets, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(mixed_inputs, inputs) and torch.equal(mixed_targets, targets)
+
+
+def test_mix_uses_one_permutation_for_inputs_and_targets_over_all_samples():
+    n, lam = 64, 0.7
+    inputs = torch.arange(n, dtype=torch.float64).view(n, 1)  # sample i is the number i ...
+    targets = torch.eye(n, dtype=torch.float64)  # ... and its target marks i
+    mixed_inputs, mixed_targets = mix(inputs, targets, lam, torch.Generator().manual_seed(3))
+    # Recover the partner of each sample from the targets, then check the inputs used the same one.
+    partner = torch.empty(n, dtype=torch.long)
+    for i in range(n):
+        row = mixed_targets[i].clone()
+        row[i] -= lam
+        partner[i] = int(row.argmax()) if row.max() > 1e-9 else i  # partner == i leaves 1.0 at i
+        expected_row = torch.zeros(n, dtype=torch.float64)
+        expected_row[i] += lam
+        expected_row[partner[i]] += 1 - lam
+        torch.testing.assert_close(mixed_targets[i], expected_row)
+    torch.testing.assert_close(mixed_inputs[:, 0], lam * torch.arange(n, dtype=torch.float64) + (1 - lam) * partner)
+    assert sorted(partner.tolist()) == list(range(n))  # a permutation
+    # Labeled (first half) and unlabeled (second half) samples mix with each other.
+    assert (partner[: n // 2] >= n // 2).any() and (partner[n // 2 :] < n // 2).any()
+
+
+# --------------------------------------------------------------------------------------- losses
+LOGITS = [[1.0, 2.0, 0.0], [0.5, -1.0, 3.0]]
+TARGETS = [[0.2, 0.7, 0.1], [0.0, 0.25, 0.75]]
+
+
+def test_labeled_loss_is_soft_cross_entropy_by_hand():
+    expected = 0.0
+    for z, q in zip(LOGITS, TARGETS):
+        log_norm = math.log(sum(math.exp(v) for v in z))
+        expected += -sum(qc * (zc - log_norm) for zc, qc in zip(z, q))
+    expected /= 2  # mean over the batch
+    assert float(labeled_loss(t(LOGITS), t(TARGETS))) == pytest.approx(expected, rel=1e-6)
+
+
+def test_unlabeled_loss_is_mse_averaged_over_batch_and_classes():
+    p = np_softmax(LOGITS)
+    squared = (p - np.array(TARGETS)) ** 2
+    expected = squared.sum() / 6  # 2 samples x 3 classes
+    out = float(unlabeled_loss(t(LOGITS), t(TARGETS)))
+    assert out == pytest.approx(expected, rel=1e-6)
+    assert out != pytest.approx(squared.sum() / 2, rel=1e-3)  # not only over the batch
+
+
+def test_unlabeled_loss_of_an_empty_batch_is_zero():
+    out = unlabeled_loss(torch.empty(0, 3), torch.empty(0, 3))
+    assert out.shape == () and float(out) == 0.0 and not torch.isnan(out)
+
+
+@pytest.mark.parametrize(
+    ("progress", "expected"),
+    [(0.0, 0.0), (9.5, 0.0), (10.0, 0.0), (10.5, 25 * 0.5 / 16), (18.0, 12.5), (26.0, 25.0), (30.0, 25.0), (100.0, 25.0)],
+)
+def test_ramp_weight(progress, expected):
+    assert ramp_weight(25.0, progress, warmup_epochs=10, rampup_epochs=16) == pytest.approx(expected)
+
+
+def test_prior_penalty_is_zero_for_uniform_predictions():
+    assert abs(float(prior_penalty(torch.zeros(4, 5), 5))) < 1e-6
+    # Each row confident, but on different classes: the *mean* prediction is uniform.
+    assert abs(float(prior_penalty(10 * torch.eye(3), 3))) < 1e-6
+
+
+def test_prior_penalty_is_kl_of_uniform_prior_to_mean_prediction():
+    pred_mean = np_softmax(LOGITS).mean(0)
+    expected = sum((1 / 3) * math.log((1 / 3) / pm) for pm in pred_mean)
+    assert expected > 0.01
+    assert float(prior_penalty(t(LOGITS), 3)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_confidence_penalty_is_the_negative_entropy():
+    p = np_softmax(LOGITS)
+    expected = float(np.mean(np.sum(p * np.log(p), axis=1)))
+    assert expected < 0
+    assert float(confidence_penalty(t(LOGITS))) == pytest.approx(expected, rel=1e-5)
+    assert float(confidence_penalty(torch.zeros(2, 4))) == pytest.approx(-math.log(4), rel=1e-6)
+
+
+def test_confidence_penalty_is_finite_for_a_very_confident_prediction():
+    # Entropy of [~0, ~1] is ~0: the penalty must be ~0, not NaN (it is added to the warm-up loss).
+    assert float(confidence_penalty(t([[0.0, 200.0]]))) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_sharpen_with_a_small_temperature_stays_a_distribution():
+    out = sharpen(torch.full((1, 10), 0.1), 0.02)  # (0.1) ** 50 underflows in float32
+    torch.testing.assert_close(out, torch.full((1, 10), 0.1))
+
+
+# ----------------------------------------------------------------------------------- train step
+def tiny_net(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+
+
+def make_batch(b: int, bu: int, seed: int = 0) -> StepBatch:
+    g = torch.Generator().manual_seed(seed)
+    return StepBatch(
+        x1=torch.randn(b, 4, generator=g),
+        x2=torch.randn(b, 4, generator=g),
+        y=torch.randint(0, 3, (b,), generator=g),
+        w=torch.rand(b, generator=g),
+        u1=torch.randn(bu, 4, generator=g),
+        u2=torch.randn(bu, 4, generator=g),
+    )
+
+
+def run_step(net, peer, batch, lambda_u=25.0):
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    return train_step(
+        net, peer, optimizer, batch, num_classes=3, T=0.5, alpha=4.0, lambda_u=lambda_u,
+        rng=np.random.default_rng(0), generator=torch.Generator().manual_seed(0),
+    )
+
+
+def state_copy(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def assert_same_state(net: nn.Module, before: dict[str, torch.Tensor]) -> None:
+    after = net.state_dict()
+    assert after.keys() == before.keys()
+    for key in before:
+        assert torch.equal(after[key], before[key]), key
+
+
+def test_train_step_with_an_empty_unlabeled_batch():
+    net, peer = tiny_net(0), tiny_net(1).eval()
+    net.train()
+    before = state_copy(net)
+    out = run_step(net, peer, make_batch(6, 0))
+    loss_x, loss_u, penalty, loss = out.tolist()
+    assert out.shape == (4,) and torch.isfinite(out).all()
+    assert loss_u == 0.0
+    assert loss == pytest.approx(loss_x + penalty, rel=1e-5)
+    assert not torch.equal(net[1].weight, before["1.weight"])  # the step was taken
+
+
+def test_train_step_total_loss_is_lx_plus_lambda_lu_plus_penalty():
+    net, peer = tiny_net(0), tiny_net(1).eval()
+    loss_x, loss_u, penalty, loss = run_step(net, peer, make_batch(6, 5), lambda_u=7.0).tolist()
+    assert loss_u > 0 and penalty >= 0
+    assert loss == pytest.approx(loss_x + 7.0 * loss_u + penalty, rel=1e-5)
+
+
+def test_train_step_leaves_the_peer_untouched():
+    net, peer = tiny_net(0), tiny_net(1)
+    with torch.no_grad():  # non-default BatchNorm statistics in the peer
+        peer.train()(torch.randn(32, 4) * 3 + 1)
+    peer.eval()  # as dividemix_epoch sets it
+    before = state_copy(peer)
+    run_step(net, peer, make_batch(6, 5))
+    assert_same_state(peer, before)  # parameters and BatchNorm buffers
+    assert all(p.grad is None for p in peer.parameters())
+    assert all(p.grad is not None for p in net.parameters())
+
+
+# ------------------------------------------------------------------------------ DivideMix epoch
+N_SMALL = 200
+
+
+@pytest.fixture(scope="module")
+def small_ws() -> Workspace:
+    """A Workspace of 200 digits (the real spec and model), built without any file."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = bunch.images.astype(np.uint8)[:, None]
+    config = parse_config(tiny_params())  # B = 64, warm-up 2, lr 0.02 dropped at epoch 3, lambda_u 25
+    cpu = torch.device("cpu")
+    spec = DATASETS["digits"]
+    return Workspace(
+        config=config,
+        device=cpu,
+        num_classes=10,
+        train_images=DeviceImages(images[:N_SMALL], spec, cpu),
+        noisy_labels=torch.as_tensor(bunch.target[:N_SMALL], dtype=torch.int64),
+        test_images=DeviceImages(images[N_SMALL : N_SMALL + 50], spec, cpu),
+        test_labels=torch.as_tensor(bunch.target[N_SMALL : N_SMALL + 50], dtype=torch.int64),
+    )
+
+
+def division(labeled: np.ndarray) -> Division:
+    n = len(labeled)
+    return Division(
+        loss=np.zeros(n), loss_norm=np.zeros(n), clean_prob=np.where(labeled, 0.9, 0.1), labeled=labeled,
+        mixture=Mixture(means=(0.1, 0.9), variances=(0.01, 0.01), weights=(0.5, 0.5), clean=0),
+    )
+
+
+def nets_for(ws: Workspace):
+    nets = {i: ws.new_net(i) for i in NETS}
+    return nets[1], nets[2], make_optimizer(nets[1], ws.config.train)
+
+
+def test_dividemix_epoch_with_an_empty_labeled_set_skips_and_leaves_the_net_unchanged(small_ws):
+    net, peer, optimizer = nets_for(small_ws)
+    net_before, peer_before = state_copy(net), state_copy(peer)
+    rows = dividemix_epoch(net, peer, optimizer, small_ws, division(np.zeros(N_SMALL, dtype=bool)), 2, 1)
+    assert set(rows) == set(artifacts.LOSSES.names)
+    assert all(len(v) == 0 for v in rows.values())
+    assert_same_state(net, net_before)
+    assert_same_state(peer, peer_before)
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_dividemix_epoch_with_an_empty_unlabeled_set_trains_on_labeled_alone(small_ws):
+    net, peer, optimizer = nets_for(small_ws)
+    net_before = state_copy(net)
+    rows = dividemix_epoch(net, peer, optimizer, small_ws, division(np.ones(N_SMALL, dtype=bool)), 2, 1)
+    # ceil(200 / 64) = 4 steps; num_iter = 200 // 64 + 1 = 4; lambda = 25 * clip((2 + s/4 - 2) / 16, 0, 1).
+    assert rows["step"] == [0, 1, 2, 3]
+    assert rows["lambda_u"] == pytest.approx([25 * s / 4 / 16 for s in range(4)])
+    assert rows["loss_u"] == [0.0] * 4
+    assert rows["n_labeled"] == [N_SMALL] * 4 and rows["n_unlabeled"] == [0] * 4
+    assert rows["lr"] == [0.02] * 4
+    assert np.isfinite(rows["loss_x"]).all() and np.isfinite(rows["loss"]).all()
+    assert not torch.equal(net.state_dict()["0.0.weight"], net_before["0.0.weight"])
+
+
+def test_dividemix_epoch_leaves_the_peer_untouched_and_uses_the_dropped_lr(small_ws):
+    net, peer, optimizer = nets_for(small_ws)
+    peer.train()  # as net1 is when it becomes net2's peer: dividemix_epoch must put it in eval mode
+    peer_before = state_copy(peer)
+    labeled = np.zeros(N_SMALL, dtype=bool)
+    labeled[:130] = True
+    rows = dividemix_epoch(net, peer, optimizer, small_ws, division(labeled), 3, 2)
+    # 130 labeled: ceil(130 / 64) = 3 steps; the unlabeled iterator (70) restarts when exhausted.
+    assert rows["step"] == [0, 1, 2]
+    assert rows["n_labeled"] == [130] * 3 and rows["n_unlabeled"] == [70] * 3
+    assert all(v > 0 for v in rows["loss_u"])
+    assert rows["lr"] == [pytest.approx(0.002)] * 3  # epoch 3 = lr_drop_epoch
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.002)
+    assert_same_state(peer, peer_before)
+    assert all(p.grad is None for p in peer.parameters())
+
+
+def test_learning_rate_drops_by_ten_at_lr_drop_epoch_exactly():
+    train = parse_config(tiny_params(**{"train.epochs": 30, "train.lr": 0.05, "train.lr_drop_epoch": 15})).train
+    assert learning_rate(train, 0) == 0.05
+    assert learning_rate(train, 14) == 0.05
+    assert learning_rate(train, 15) == pytest.approx(0.005)
+    assert learning_rate(train, 29) == pytest.approx(0.005)
+
+
+def test_derived_seed_differs_across_epoch_net_and_purpose():
+    seeds = {(e, n, p): derived_seed(123, e, n, p) for e in range(6) for n in (1, 2) for p in range(6)}
+    assert len(set(seeds.values())) == len(seeds)
+    assert derived_seed(123, 2, 1, 0) != derived_seed(123, 1, 2, 0)  # key order matters
+    assert derived_seed(123, 2, 1, 0) != derived_seed(124, 2, 1, 0)  # the run's seed matters
+    assert derived_seed(123, 2, 1, 0) == derived_seed(123, 2, 1, 0)  # and nothing else
+    assert all(0 <= s < 2**63 for s in seeds.values())  # valid for torch.Generator.manual_seed

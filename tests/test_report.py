@@ -1,0 +1,142 @@
+"""The report: a self-contained HTML page and a Markdown file, built from a tiny run."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_PARAMS, run_stage_script, write_params
+from dividemix.config import parse_config, select
+from dividemix.evaluation import RunArtifacts, accuracy_curves, clean_mask, division_quality, summary_metrics
+from dividemix.noise import noisy_label_file
+from dividemix.report import PARAM_KEYS, build_report, format_percent, histogram_epochs, results_rows
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+MD_LINK = re.compile(r"\]\((figures/[^)]+\.png)\)")
+
+
+@pytest.fixture(scope="module")
+def inputs(tiny_run: Path, tmp_path_factory) -> dict:
+    """What the report stage reads: the run, its metrics and the noise summary (written aside)."""
+    scratch = tmp_path_factory.mktemp("report_inputs")
+    prepared, noisy = tiny_run / "data/prepared", tiny_run / "data/noisy/labels.parquet"
+    run = RunArtifacts(tiny_run / "artifacts")
+    clean = clean_mask(prepared, noisy)
+    metrics = summary_metrics(accuracy_curves(run), division_quality(run, clean), clean)
+    noise = TINY_PARAMS["noise"]
+    summary = noisy_label_file(dataset="digits", prepared=prepared, out=scratch / "labels.parquet", **noise)
+    (scratch / "eval.json").write_text(json.dumps(metrics))
+    (scratch / "noise.json").write_text(json.dumps(summary))
+    return {
+        "params": select(parse_config(TINY_PARAMS), list(PARAM_KEYS)),
+        "run": run, "prepared": prepared, "noisy": noisy, "metrics": metrics, "noise_summary": summary,
+        "metrics_file": scratch / "eval.json", "noise_file": scratch / "noise.json",
+    }
+
+
+def build(inputs: dict, out: Path, **overrides) -> None:
+    kwargs = dict(
+        config_params=inputs["params"], run=inputs["run"], prepared=inputs["prepared"], noisy=inputs["noisy"],
+        metrics=inputs["metrics"], noise_summary=inputs["noise_summary"], out=out,
+    )
+    build_report(**(kwargs | overrides))
+
+
+@pytest.fixture(scope="module")
+def report(inputs: dict, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "report"
+    build(inputs, out)
+    return out
+
+
+def test_html_is_self_contained_with_embedded_pngs(report: Path):
+    page = (report / "index.html").read_text(encoding="utf-8")
+    images = IMG.findall(page)
+    assert len(images) >= 4
+    for data in images:
+        assert base64.b64decode(data, validate=True).startswith(PNG_SIGNATURE)
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*https?://""", page, re.IGNORECASE)
+    assert "<script" not in page.lower() and "<link" not in page.lower()
+
+
+def test_markdown_reports_setting_results_and_linked_figures(report: Path, inputs: dict):
+    md = (report / "report.md").read_text(encoding="utf-8")
+    metrics = inputs["metrics"]
+    assert "sym" in md and format_percent(TINY_PARAMS["noise"]["rate"]) in md
+    for key in ("test_acc_best", "test_acc_last", "test_acc_last10", "ce_test_acc_best", "ce_test_acc_last"):
+        assert format_percent(metrics[key]) in md, key
+    assert format_percent(inputs["noise_summary"]["noise_rate_actual"]) in md
+    links = MD_LINK.findall(md)
+    assert len(links) >= 4
+    for link in links:
+        assert (report / link).read_bytes().startswith(PNG_SIGNATURE), link
+    # the loss histograms: the first and the last DivideMix epoch (2 and 3 in the tiny run)
+    assert {"figures/loss_hist_epoch_002.png", "figures/loss_hist_epoch_003.png"} <= set(links)
+
+
+def test_undefined_metrics_print_na_and_a_rebuild_replaces_the_folder(report: Path, inputs: dict, tmp_path: Path):
+    out = tmp_path / "report"
+    (out / "figures").mkdir(parents=True)
+    (out / "stale.txt").write_text("old")
+    metrics = inputs["metrics"] | {"division_auc_last": None}
+    build(inputs, out, metrics=metrics)
+    assert not (out / "stale.txt").exists()
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "| Division AUC, last epoch | n/a |" in md
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no temporary folder left
+
+
+def test_formatting_and_histogram_epochs():
+    assert format_percent(0.12345) == "12.35%"
+    assert format_percent(None) == "n/a" and format_percent(float("nan")) == "n/a"
+    rows = results_rows({key: None for key in (
+        "test_acc_best", "test_acc_last", "test_acc_last10", "ce_test_acc_best", "ce_test_acc_last",
+        "division_auc_last", "division_precision_last", "division_recall_last")})
+    assert all(cell in ("n/a", "—") for row in rows for cell in row[1:])
+    assert histogram_epochs([]) == []
+    assert histogram_epochs([5]) == [5]
+    assert histogram_epochs(list(range(10, 30))) == [10, 20, 29]
+
+
+def test_a_stale_noise_summary_is_refused_before_writing(inputs: dict, tmp_path: Path):
+    with pytest.raises(ValueError, match="noise.rate"):
+        build(inputs, tmp_path / "report", noise_summary=inputs["noise_summary"] | {"rate": 0.2})
+    assert not (tmp_path / "report").exists()
+
+
+def stage_args(inputs: dict, tiny_run: Path, metrics: Path, out: Path) -> list[str]:
+    return [
+        "--params", "params.yaml",
+        "--prepared", str(tiny_run / "data/prepared"),
+        "--noisy", str(tiny_run / "data/noisy/labels.parquet"),
+        "--artifacts", str(tiny_run / "artifacts"),
+        "--metrics", str(metrics),
+        "--noise-summary", str(inputs["noise_file"]),
+        "--out", str(out),
+    ]
+
+
+def test_stage_script_writes_the_report(inputs: dict, tiny_run: Path, tmp_path: Path):
+    write_params(tmp_path / "params.yaml", TINY_PARAMS)
+    out = tmp_path / "report"
+    result = run_stage_script("report", stage_args(inputs, tiny_run, inputs["metrics_file"], out), cwd=tmp_path)
+    assert result.returncode == 0
+    assert (out / "index.html").exists() and (out / "report.md").exists()
+    assert len(result.stdout.strip().splitlines()) == 1 and "index.html" in result.stdout
+
+
+def test_stage_script_without_metrics_exits_2_and_writes_nothing(inputs: dict, tiny_run: Path, tmp_path: Path):
+    write_params(tmp_path / "params.yaml", TINY_PARAMS)
+    out = tmp_path / "report"
+    args = stage_args(inputs, tiny_run, tmp_path / "missing.json", out)
+    result = run_stage_script("report", args, cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "missing.json" in lines[0], result.stderr
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
