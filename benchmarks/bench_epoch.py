@@ -34,15 +34,19 @@ one line per DivideMix epoch (the library pieces called in `run_train`'s order)
 
 compute limit
     While the epoch runs, a forward pre-hook on both networks records every forward pass: which
-    network, its train/eval mode, whether gradients were on, and its batch size. Per train step
-    that is co_refine's 2 no-grad forwards of B labeled images, co_guess's 2 forwards of the net
-    and 2 of the peer on B' unlabeled images, and one forward+backward of the mixed 2B+2B' images;
+    network, its train/eval mode, whether gradients were on, its input's shape and strides. Per
+    train step that is co_refine's 2 no-grad forwards of B labeled images, co_guess's 2 forwards
+    of the net and 2 of the peer on B' unlabeled images, and one forward+backward of the mixed
+    2B+2B' images;
     plus the eval passes over the train set (batch 1024) and the test passes, for both networks.
     The recorded trace is checked against that analytic count. The limit replays exactly this
     trace in a tight loop on copies of the two networks: the same passes, at the same batch sizes
     and modes, on random normal tensors already in memory (no augmentation, no indexing, no
     mixing); each gradient pass does forward + cross-entropy + backward + an SGD step (same
     momentum and weight decay). It is measured right after the epoch, in the same process.
+    The random tensors copy each real input's strides, not only its shape: an augmented batch of
+    one-channel images comes out channels-last (NHWC) and PyTorch then runs the whole network
+    channels-last, which on a CPU is much faster than NCHW; the trace line counts such inputs.
 
 summary
     median epoch time, each part's median seconds and median share of its epoch, the median
@@ -234,7 +238,17 @@ class Forward:
     net: int
     training: bool  # the network's mode (BatchNorm differs)
     grad: bool  # gradients on: this pass is followed by backward + an SGD step
-    batch: int
+    shape: tuple[int, ...]  # the input batch's shape, batch size first
+    stride: tuple[int, ...]  # and its strides: the memory layout picks the convolution kernels
+
+    @property
+    def batch(self) -> int:
+        return self.shape[0]
+
+    @property
+    def channels_last(self) -> bool:
+        """Channels innermost (NHWC): PyTorch then runs the whole network channels-last."""
+        return len(self.shape) == 4 and self.stride[1] == 1 and self.shape[2] * self.shape[3] > 1
 
 
 @contextlib.contextmanager
@@ -242,7 +256,8 @@ def record_forwards(nets: dict[int, nn.Module], trace: list[Forward]) -> Iterato
     """Append a `Forward` to `trace` for every call of either network."""
     def hook_for(net_id: int):
         def hook(module: nn.Module, args: tuple) -> None:
-            trace.append(Forward(net_id, module.training, torch.is_grad_enabled(), args[0].shape[0]))
+            x = args[0]
+            trace.append(Forward(net_id, module.training, torch.is_grad_enabled(), tuple(x.shape), x.stride()))
         return hook
 
     handles = [nets[i].register_forward_pre_hook(hook_for(i)) for i in NETS]
@@ -368,10 +383,10 @@ class ComputeLimit:
         self.optimizers = {i: make_optimizer(self.nets[i], train) for i in NETS}
         for optimizer in self.optimizers.values():
             set_lr(optimizer, train.lr)
-        shape = tuple(ws.train_images.images.shape[1:])
         generator = torch.Generator().manual_seed(0)
+        layouts = sorted({(f.shape, f.stride) for f in trace})
+        self.inputs = {layout: random_like_layout(*layout, generator).to(self.device) for layout in layouts}
         sizes = sorted({f.batch for f in trace})
-        self.inputs = {b: torch.randn((b, *shape), generator=generator).to(self.device) for b in sizes}
         self.targets = {b: torch.randint(0, ws.num_classes, (b,), generator=generator).to(self.device)
                         for b in sizes}
 
@@ -381,7 +396,7 @@ class ComputeLimit:
             net = self.nets[f.net]
             if net.training != f.training:
                 net.train(f.training)
-            x = self.inputs[f.batch]
+            x = self.inputs[f.shape, f.stride]
             if f.grad:
                 loss = F.cross_entropy(net(x), self.targets[f.batch])
                 optimizer = self.optimizers[f.net]
@@ -397,11 +412,20 @@ class ComputeLimit:
         return [self.run_once() for _ in range(repeats)]
 
 
+def random_like_layout(shape: tuple[int, ...], stride: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """Standard-normal values in a tensor of exactly this shape and these strides (on the CPU)."""
+    x = torch.empty_strided(shape, stride)
+    x.copy_(torch.randn(shape, generator=generator))
+    return x
+
+
 def trace_summary(trace: list[Forward]) -> str:
     no_grad = [f for f in trace if not f.grad]
     grad = [f for f in trace if f.grad]
+    nhwc = sum(f.channels_last for f in trace)
     return (f"{len(no_grad)} no-grad forwards ({sum(f.batch for f in no_grad)} images), "
-            f"{len(grad)} forward+backward ({sum(f.batch for f in grad)} images)")
+            f"{len(grad)} forward+backward ({sum(f.batch for f in grad)} images), "
+            f"{nhwc} of {len(trace)} inputs channels-last")
 
 
 # ------------------------------------------------------------------------------------ report
@@ -445,7 +469,7 @@ def print_summary(setup: dict[str, float], results: list[EpochResult], device: t
 
 
 # ------------------------------------------------------------------------------ epoch bench
-def bench_epochs(args: argparse.Namespace) -> None:
+def bench_epochs(args: argparse.Namespace) -> int:
     config = bench_config(args.params, args.device)
     params = select(config, all_keys(config))
     with workdir(args.keep) as root:
@@ -464,6 +488,7 @@ def bench_epochs(args: argparse.Namespace) -> None:
             print(epoch_line(result), flush=True)
             print(check_trace(result, ws), flush=True)
         print_summary(setup, results, ws.device)
+    return 0
 
 
 # -------------------------------------------------------------------------------- dvc repro
@@ -516,7 +541,8 @@ def timed_command(command: list[str], cwd: Path, env: dict[str, str], log: Path)
     return CommandTiming(rc, end - start, stages)
 
 
-def bench_dvc_repro(args: argparse.Namespace) -> None:
+def bench_dvc_repro(args: argparse.Namespace) -> int:
+    """Time `dvc repro` twice in a fresh repository; returns the first run's exit status."""
     target = args.dvc_target
     if target is None and not report_stage_present():
         print("note: stages/report.py or pipeline/dividemix/report.py is missing; timing `dvc repro evaluate` "
@@ -530,7 +556,7 @@ def bench_dvc_repro(args: argparse.Namespace) -> None:
         if first.rc != 0:
             print(f"`{' '.join(command)}` failed (exit {first.rc}); its log ends:")
             print("\n".join((root / "repro_1.log").read_text().splitlines()[-30:]))
-            return
+            return first.rc
         second = timed_command(command, root, env, root / "repro_2.log")
         print("\n=== dvc repro ===")
         print(f"command                 {' '.join(command)} (params {args.params}, in a fresh git+dvc copy)")
@@ -540,16 +566,15 @@ def bench_dvc_repro(args: argparse.Namespace) -> None:
         print(f"second run (no-op)      {second.seconds:8.2f} s   exit {second.rc}, stages run: {len(second.stages)}")
         print(f"peak RSS of a stage     {peak_rss_mb(resource.RUSAGE_CHILDREN):8.1f} MB   (largest child process)")
         print(f"machine                 {machine_line()}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     start = time.perf_counter()
-    if args.dvc_repro:
-        bench_dvc_repro(args)
-    else:
-        bench_epochs(args)
+    status = bench_dvc_repro(args) if args.dvc_repro else bench_epochs(args)
     print(f"benchmark wall time     {time.perf_counter() - start:8.2f} s")
+    sys.exit(1 if status else 0)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ class Progress:
         self.stage = stage
         self.total = total
         self.stream = stream or sys.stderr
+        self.done = initial
         self._start = time.perf_counter()
         self._bar = None
         if self.stream.isatty():
@@ -22,13 +23,15 @@ class Progress:
             self._bar = tqdm(total=total, initial=initial, desc=stage, unit="epoch", file=self.stream)
 
     def update(self, epoch: int, **figures: Any) -> None:
-        text = " ".join(f"{key}={_fmt(value)}" for key, value in figures.items())
+        """One finished epoch (`epoch` is the run's epoch number, warm-up included)."""
+        self.done += 1
+        text = " ".join(f"{key}={_fmt(value)}" for key, value in [("epoch", epoch), *figures.items()])
         if self._bar is not None:
             self._bar.set_postfix_str(text, refresh=False)
             self._bar.update(1)
         else:
             elapsed = time.perf_counter() - self._start
-            print(f"[{self.stage}] epoch {epoch + 1}/{self.total} {text} ({elapsed:.1f}s)", file=self.stream, flush=True)
+            print(f"[{self.stage}] {self.done}/{self.total} {text} ({elapsed:.1f}s)", file=self.stream, flush=True)
 
     def note(self, message: str) -> None:
         if self._bar is not None:
