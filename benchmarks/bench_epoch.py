@@ -292,7 +292,7 @@ def expected_forwards(labeled: dict[int, int], n_train: int, n_test: int, batch:
     """(no-grad forwards, gradient passes, train steps) of one epoch, counted from the algorithm."""
     eval_and_test = 2 * (math.ceil(n_train / EVAL_BATCH) + math.ceil(n_test / EVAL_BATCH))
     no_grad = grad = steps_total = 0
-    for trained, divider in ((1, 2), (2, 1)):  # net1 trains on net2's division, then net2 on net1's
+    for divider in (2, 1):  # net1 trains on net2's division, then net2 on net1's
         n_labeled = labeled[divider]
         steps = math.ceil(n_labeled / batch)
         has_unlabeled = n_labeled < n_train

@@ -84,7 +84,7 @@ class TrainConfig(_Section):
     T: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
     lambda_u: NonNegativeFloat = 25.0
     p_threshold: OpenFraction = 0.5
-    rampup_epochs: PositiveInt = 16
+    rampup_epochs: PositiveInt = 5
     conf_penalty: bool = False
     loss_history: PositiveInt = 1
     seed: NonNegativeInt = 123

@@ -10,8 +10,7 @@ accuracy each epoch, as in the reference; the true training labels never enter t
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -398,7 +397,6 @@ def run_train(
     params: dict[str, Any],
     *,
     stream=None,
-    on_epoch: Callable[[int], None] | None = None,
 ) -> dict:
     """Co-divide + MixMatch epochs from the warm-up checkpoint to `epochs`, resumable per epoch.
 
@@ -455,8 +453,6 @@ def run_train(
             },
         )
         progress.update(epoch, test_acc=accs[2], labeled_by_net1=labeled[1], labeled_by_net2=labeled[2])
-        if on_epoch is not None:
-            on_epoch(epoch)
     progress.close()
     return {"epochs": train.epochs}
 
