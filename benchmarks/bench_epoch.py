@@ -23,7 +23,7 @@ one line per DivideMix epoch (the library pieces called in `run_train`'s order)
     gmm       `fit_mixture` of net1 + net2: the two-component GaussianMixture on the normalised losses.
     train1    `dividemix_epoch` of net1 (on net2's division, net2 as peer).
     train2    `dividemix_epoch` of net2 (on net1's division, the updated net1 as peer).
-    test      `test_accuracy` of both networks and their ensemble on the test set.
+    test      `ensemble_accuracy` of both networks and their ensemble on the test set.
     io        the epoch's four Parquet artifacts and the checkpoint, written as `run_train` does.
     other     the rest of the epoch's wall time (loss normalisation, history, Division records).
     total     wall time of the whole epoch (the sum of all of the above).
@@ -115,7 +115,7 @@ from dividemix.engine import (
     run_warmup,
     save_checkpoint,
     set_lr,
-    test_accuracy,
+    ensemble_accuracy,
 )
 from dividemix.noise import noisy_label_file
 
@@ -362,7 +362,7 @@ def dividemix_epoch_timed(ws: Workspace, nets: dict, optimizers: dict, histories
                                        divisions[2], epoch, 1)
         rows2, parts["train2"] = timed(device, dividemix_epoch, nets[2], nets[1], optimizers[2], ws,
                                        divisions[1], epoch, 2)
-        accs, parts["test"] = timed(device, test_accuracy, [nets[1], nets[2]], ws)
+        accs, parts["test"] = timed(device, ensemble_accuracy, [nets[1], nets[2]], ws)
     labeled = {i: int(divisions[i].labeled.sum()) for i in NETS}
     _, parts["io"] = timed(device, write_epoch_outputs, ws, paths, params, epoch, divisions, (rows1, rows2),
                            accs, labeled, nets, optimizers, histories)

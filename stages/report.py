@@ -7,21 +7,10 @@ truly clean and truly noisy samples).
 from pathlib import Path
 
 from dividemix.evaluation import RunArtifacts
-from dividemix.report import build_report, load_json
+from dividemix.report import PARAM_KEYS, build_report, load_json
 from dividemix.stage import run_stage
 
-PARAMS = [
-    "data.dataset",
-    "noise.mode",
-    "noise.rate",
-    "noise.seed",
-    "model.arch",
-    "train.epochs",
-    "train.warmup_epochs",
-    "train.lambda_u",
-    "train.p_threshold",
-    "train.loss_history",
-]
+PARAMS = list(PARAM_KEYS)  # the keys the report prints
 
 
 def add_arguments(parser):

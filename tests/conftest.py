@@ -65,22 +65,11 @@ def run_stage_script(name: str, args: list[str], cwd: Path, check: bool = True) 
     return result
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
-    """A complete tiny run (download, noise, warm-up, train, baseline) made through the library.
+def run_paths(root: Path):
+    """The dvc.yaml layout of a run, rooted at `root`."""
+    from dividemix.engine import Paths
 
-    Read-only for tests: copy it before changing anything.
-    """
-    from dividemix.config import parse_config, select
-    from dividemix.data import DATASETS
-    from dividemix.engine import Paths, run_baseline, run_train, run_warmup
-    from dividemix.noise import noisy_label_file
-
-    root = tmp_path_factory.mktemp("tiny_run")
-    config = parse_config(TINY_PARAMS)
-    keys = [f"{s}.{k}" for s, sec in TINY_PARAMS.items() for k in sec]
-    params = select(config, keys)
-    paths = Paths(
+    return Paths(
         prepared=root / "data/prepared",
         noisy=root / "data/noisy/labels.parquet",
         warmup_checkpoint=root / "checkpoints/warmup/nets.pt",
@@ -89,6 +78,24 @@ def tiny_run(tmp_path_factory) -> Path:
         artifacts=root / "artifacts",
         baseline=root / "artifacts/baseline",
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A complete tiny run (download, noise, warm-up, train, baseline) made through the library.
+
+    Read-only for tests: copy it before changing anything.
+    """
+    from dividemix.config import parse_config, select
+    from dividemix.data import DATASETS
+    from dividemix.engine import run_baseline, run_train, run_warmup
+    from dividemix.noise import noisy_label_file
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    config = parse_config(TINY_PARAMS)
+    keys = [f"{s}.{k}" for s, sec in TINY_PARAMS.items() for k in sec]
+    params = select(config, keys)
+    paths = run_paths(root)
     DATASETS["digits"].prepare(paths.prepared)
     noisy_label_file(dataset="digits", prepared=paths.prepared, out=paths.noisy, mode="sym", rate=0.5, seed=1)
     run_warmup(config, paths, params)

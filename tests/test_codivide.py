@@ -22,7 +22,7 @@ from dividemix.config import parse_config, select
 from dividemix.data import DATASETS, DeviceImages
 from dividemix.models import cnn_small
 
-from conftest import tiny_params
+from conftest import run_paths, tiny_params
 
 
 # ----------------------------------------------------------------------------- normalisation
@@ -192,13 +192,7 @@ def test_train_epoch_wiring_peer_of_net2_is_the_updated_net1(tiny_run, tmp_path,
     raw = tiny_params(**{"train.epochs": 3})  # TINY_PARAMS with one DivideMix epoch (epoch 2): enough, and fast
     config = parse_config(raw)
     params = select(config, [f"{s}.{k}" for s, sec in raw.items() for k in sec])
-    paths = engine.Paths(
-        prepared=root / "data/prepared",
-        noisy=root / "data/noisy/labels.parquet",
-        warmup_checkpoint=root / "checkpoints/warmup/nets.pt",
-        train_checkpoint=root / "checkpoints/train/last.pt",
-        artifacts=root / "artifacts",
-    )
+    paths = run_paths(root)
     engine.run_train(config, paths, params)
 
     epochs = range(raw["train"]["warmup_epochs"], raw["train"]["epochs"])

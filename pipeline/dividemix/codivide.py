@@ -19,19 +19,23 @@ EVAL_BATCH = 1024  # batched eval passes: no augmentation, no grad, large batche
 
 
 @torch.no_grad()
+def eval_logits(net: nn.Module, images: DeviceImages) -> torch.Tensor:
+    """Logits of every image: eval mode, the test transform, batches of EVAL_BATCH. (N, C) float32."""
+    net.eval()
+    logits = []
+    for start in range(0, len(images), EVAL_BATCH):
+        index = torch.arange(start, min(start + EVAL_BATCH, len(images)), device=images.device)
+        logits.append(net(images.plain(index)).float())
+    return torch.cat(logits)
+
+
 def per_sample_loss(net: nn.Module, images: DeviceImages, noisy_labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of every training sample against its noisy label.
 
     Eval mode and the test transform (no augmentation), as the reference's `eval_train`.
     Returns a float32 CPU tensor of shape (N,).
     """
-    net.eval()
-    losses = []
-    for start in range(0, len(images), EVAL_BATCH):
-        index = torch.arange(start, min(start + EVAL_BATCH, len(images)), device=images.device)
-        logits = net(images.plain(index)).float()
-        losses.append(nn.functional.cross_entropy(logits, noisy_labels[index], reduction="none"))
-    return torch.cat(losses).cpu()
+    return nn.functional.cross_entropy(eval_logits(net, images), noisy_labels, reduction="none").cpu()
 
 
 def min_max_normalise(losses: torch.Tensor) -> torch.Tensor:

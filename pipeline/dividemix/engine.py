@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from dividemix import artifacts
-from dividemix.codivide import Division, LossHistory, co_divide_one
+from dividemix.codivide import Division, LossHistory, co_divide_one, eval_logits
 from dividemix.config import Config, TrainConfig
 from dividemix.data import DATASETS, DeviceImages, load_test_set, load_train_images, read_meta
 from dividemix.io import atomic_path, file_digest
@@ -124,19 +124,9 @@ class Workspace:
 
 
 # ------------------------------------------------------------------------------------ testing
-@torch.no_grad()
-def test_logits(net: nn.Module, images: DeviceImages, batch: int = 1024) -> torch.Tensor:
-    net.eval()
-    out = []
-    for start in range(0, len(images), batch):
-        index = torch.arange(start, min(start + batch, len(images)), device=images.device)
-        out.append(net(images.plain(index)).float())
-    return torch.cat(out)
-
-
-def test_accuracy(nets: list[nn.Module], ws: Workspace) -> list[float]:
-    """Accuracy of each network and of the ensemble (argmax of the sum of logits), as fractions."""
-    logits = [test_logits(net, ws.test_images) for net in nets]
+def ensemble_accuracy(nets: list[nn.Module], ws: Workspace) -> list[float]:
+    """Test accuracy of each network and of the ensemble (argmax of the sum of logits), as fractions."""
+    logits = [eval_logits(net, ws.test_images) for net in nets]
     accs = [(lg.argmax(1) == ws.test_labels).float().mean() for lg in logits]
     ensemble = (sum(logits).argmax(1) == ws.test_labels).float().mean()
     return [float(a) for a in torch.stack([*accs, ensemble]).cpu()]
@@ -219,8 +209,7 @@ def dividemix_epoch(
     if n_labeled == 0:
         return rows
 
-    net.train()
-    peer.eval()
+    net.train()  # the peer is put in eval mode by each train_step
     order = torch_generator(train.seed, epoch, net_id, ORDER)
     unlabeled_order = torch_generator(train.seed, epoch, net_id, UNLABELED)
     augment = torch_generator(train.seed, epoch, net_id, AUGMENT)
@@ -349,7 +338,7 @@ def run_warmup(config: Config, paths: Paths, params: dict[str, Any], *, stream=N
     for epoch in range(train.warmup_epochs):
         for i in NETS:  # net1 one full pass, then net2 one full pass
             losses.append(warmup_epoch(nets[i], optimizers[i], ws, epoch, i, conf_penalty=train.conf_penalty))
-        accs = test_accuracy([nets[1], nets[2]], ws)
+        accs = ensemble_accuracy([nets[1], nets[2]], ws)
         epochs.append(epoch_row(epoch, "warmup", accs, None))
         progress.update(epoch, test_acc=accs[2])
     progress.close()
@@ -430,7 +419,7 @@ def run_train(
         # net1 learns from net2's division; then net2 from net1's, with the already-updated net1 as peer.
         rows1 = dividemix_epoch(nets[1], nets[2], optimizers[1], ws, divisions[2], epoch, 1)
         rows2 = dividemix_epoch(nets[2], nets[1], optimizers[2], ws, divisions[1], epoch, 2)
-        accs = test_accuracy([nets[1], nets[2]], ws)
+        accs = ensemble_accuracy([nets[1], nets[2]], ws)
         labeled = {i: int(divisions[i].labeled.sum()) for i in NETS}
 
         artifacts.write_table(artifacts.epoch_file(paths.artifacts / "divisions", epoch), "divisions",
@@ -496,7 +485,7 @@ def run_baseline(config: Config, paths: Paths, params: dict[str, Any], *, stream
         rows = warmup_epoch(net, optimizer, ws, epoch, 1, conf_penalty=False)
         rows["net"] = [0] * len(rows["net"])  # net 0: the baseline
         losses.append(rows)
-        logits = test_logits(net, ws.test_images)
+        logits = eval_logits(net, ws.test_images)
         acc = float((logits.argmax(1) == ws.test_labels).float().mean())
         accs.append(acc)
         progress.update(epoch, test_acc=acc)
