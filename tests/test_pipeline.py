@@ -18,6 +18,7 @@ import torch
 
 from conftest import REPO, TINY_PARAMS, tiny_params, write_params
 from dividemix import artifacts
+from dividemix.evaluation import RunArtifacts, accuracy_curves, clean_mask, division_quality, summary_metrics
 
 ARTIFACT_SETS = ["divisions", "mixtures", "losses", "epochs"]
 
@@ -103,8 +104,12 @@ def test_repro_writes_every_artifact_with_its_schema(repro_repo: Path):
 
 
 def test_repro_matches_the_library_run_bit_for_bit(repro_repo: Path, tiny_run: Path):
-    """Same parameters, same artifacts: the DVC run and the in-process run agree exactly (CPU)."""
+    """Same parameters, same artifacts and metrics: the DVC run and the in-process run agree exactly (CPU)."""
     assert_same_artifacts(repro_repo, tiny_run)
+    run = RunArtifacts(tiny_run / "artifacts")
+    clean = clean_mask(tiny_run / "data/prepared", tiny_run / "data/noisy/labels.parquet")
+    metrics = summary_metrics(accuracy_curves(run), division_quality(run, clean), clean)
+    assert metrics == json.loads((repro_repo / "metrics/eval.json").read_text())
 
 
 def test_second_repro_is_a_no_op(repro_repo: Path):
