@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 import subprocess
 import sys
@@ -65,6 +66,14 @@ def run_stage_script(name: str, args: list[str], cwd: Path, check: bool = True) 
     return result
 
 
+def stage_params(name: str) -> list[str]:
+    """The parameter keys stages/<name>.py declares (and records in its outputs)."""
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.PARAMS
+
+
 def run_paths(root: Path):
     """The dvc.yaml layout of a run, rooted at `root`."""
     from dividemix.engine import Paths
@@ -93,12 +102,11 @@ def tiny_run(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("tiny_run")
     config = parse_config(TINY_PARAMS)
-    keys = [f"{s}.{k}" for s, sec in TINY_PARAMS.items() for k in sec]
-    params = select(config, keys)
     paths = run_paths(root)
     DATASETS["digits"].prepare(paths.prepared)
     noisy_label_file(dataset="digits", prepared=paths.prepared, out=paths.noisy, mode="sym", rate=0.5, seed=1)
-    run_warmup(config, paths, params)
-    run_train(config, paths, params)
-    run_baseline(config, paths, params)
+    # Each stage records the parameters it reads, as the stage scripts do under `dvc repro`.
+    run_warmup(config, paths, select(config, stage_params("warmup")))
+    run_train(config, paths, select(config, stage_params("train")))
+    run_baseline(config, paths, select(config, stage_params("baseline")))
     return root

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, stage_params
 from dividemix.config import Config
 
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
 STAGES = DVC["stages"]
-
-
-def stage_module(name: str):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_pipeline_has_the_documented_stages_in_order():
@@ -27,7 +18,7 @@ def test_the_pipeline_has_the_documented_stages_in_order():
 
 @pytest.mark.parametrize("name", list(STAGES))
 def test_stage_params_are_exactly_the_keys_its_script_declares(name: str):
-    declared = stage_module(name).PARAMS
+    declared = stage_params(name)
     assert sorted(STAGES[name].get("params", [])) == sorted(declared)
     for key in declared:  # every declared key exists in the config schema
         section, field = key.split(".")

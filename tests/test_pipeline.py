@@ -106,6 +106,8 @@ def test_repro_writes_every_artifact_with_its_schema(repro_repo: Path):
 def test_repro_matches_the_library_run_bit_for_bit(repro_repo: Path, tiny_run: Path):
     """Same parameters, same artifacts and metrics: the DVC run and the in-process run agree exactly (CPU)."""
     assert_same_artifacts(repro_repo, tiny_run)
+    for checkpoint in ("checkpoints/warmup/nets.pt", "checkpoints/train/last.pt"):  # byte for byte
+        assert (repro_repo / checkpoint).read_bytes() == (tiny_run / checkpoint).read_bytes(), checkpoint
     run = RunArtifacts(tiny_run / "artifacts")
     clean = clean_mask(tiny_run / "data/prepared", tiny_run / "data/noisy/labels.parquet")
     metrics = summary_metrics(accuracy_curves(run), division_quality(run, clean), clean)

@@ -10,6 +10,7 @@ accuracy each epoch, as in the reference; the true training labels never enter t
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -297,9 +298,15 @@ def epoch_row(epoch: int, phase: str, accs: list[float], labeled: dict[int, int]
 
 # -------------------------------------------------------------------------------- checkpoints
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """torch.save to a temporary file, then rename: a kill never leaves half a checkpoint."""
+    """Write a checkpoint atomically (a kill never leaves half of one) and byte-reproducibly.
+
+    Serialised to memory first: torch.save on a path names the archive inside after the file,
+    and the temporary file's name is random, so the same state would give different bytes.
+    """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        tmp.write_bytes(buffer.getvalue())
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
