@@ -118,7 +118,10 @@ class Config(_Section):
 
 
 def _describe(error: dict[str, Any], section_path: tuple[Any, ...]) -> str:
-    key = ".".join(str(part) for part in section_path) or "params"
+    message = error["msg"].removeprefix("Value error, ")
+    if not section_path:  # a check across sections: its message names the keys involved
+        return message
+    key = ".".join(str(part) for part in section_path)
     kind = error["type"]
     if kind == "extra_forbidden":
         model = Config
@@ -126,7 +129,6 @@ def _describe(error: dict[str, Any], section_path: tuple[Any, ...]) -> str:
             model = model.model_fields[part].annotation  # type: ignore[assignment]
         allowed = ", ".join(model.model_fields)
         return f"{key}: unknown key; allowed keys here: {allowed}"
-    message = error["msg"].removeprefix("Value error, ")
     return f"{key}: {message} (got {error.get('input')!r})"
 
 
@@ -140,8 +142,7 @@ def parse_config(raw: Any, *, source: str = "params") -> Config:
         return Config.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = tuple(part for part in first["loc"])
-        raise ConfigError(f"{source}: {_describe(first, loc)}") from None
+        raise ConfigError(f"{source}: {_describe(first, tuple(first['loc']))}") from None
 
 
 def load_config(path: str | Path = "params.yaml") -> Config:
