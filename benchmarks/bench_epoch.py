@@ -196,17 +196,6 @@ def workdir(keep: bool) -> Iterator[Path]:
 
 
 # ------------------------------------------------------------------------------------- set-up
-def make_paths(root: Path) -> Paths:
-    return Paths(
-        prepared=root / "data/prepared",
-        noisy=root / "data/noisy/labels.parquet",
-        warmup_checkpoint=root / "checkpoints/warmup/nets.pt",
-        warmup_artifacts=root / "artifacts/warmup",
-        train_checkpoint=root / "checkpoints/train/last.pt",
-        artifacts=root / "artifacts",
-    )
-
-
 def prepare_and_warm_up(config: Config, paths: Paths, params: dict) -> dict[str, float]:
     """Prepare the data set, inject the configured noise, run the warm-up; seconds of each."""
     device = resolve_device(config.train.device)
@@ -473,7 +462,7 @@ def bench_epochs(args: argparse.Namespace) -> int:
     config = bench_config(args.params, args.device)
     params = select(config, all_keys(config))
     with workdir(args.keep) as root:
-        paths = make_paths(root)
+        paths = Paths.layout(root)
         setup = prepare_and_warm_up(config, paths, params)
         print(f"machine: {machine_line()}")
         print("set-up: " + ", ".join(f"{name} {seconds:.2f}s" for name, seconds in setup.items()), flush=True)

@@ -78,15 +78,7 @@ def run_paths(root: Path):
     """The dvc.yaml layout of a run, rooted at `root`."""
     from dividemix.engine import Paths
 
-    return Paths(
-        prepared=root / "data/prepared",
-        noisy=root / "data/noisy/labels.parquet",
-        warmup_checkpoint=root / "checkpoints/warmup/nets.pt",
-        warmup_artifacts=root / "artifacts/warmup",
-        train_checkpoint=root / "checkpoints/train/last.pt",
-        artifacts=root / "artifacts",
-        baseline=root / "artifacts/baseline",
-    )
+    return Paths.layout(root)
 
 
 @pytest.fixture(scope="session")

@@ -36,3 +36,14 @@ def test_every_params_yaml_key_is_read_by_some_stage():
     keys = {f"{section}.{key}" for section, values in params.items() for key in values}
     read = {key for stage in STAGES.values() for key in stage.get("params", [])}
     assert keys == read
+
+
+def test_the_library_layout_is_the_one_dvc_yaml_wires(tmp_path):
+    """Paths.layout (tests, benchmarks) names the same files as the stage commands."""
+    from dividemix.engine import Paths
+
+    commands = " ".join(stage["cmd"] for stage in STAGES.values())
+    layout = Paths.layout(tmp_path)
+    for field in layout.__dataclass_fields__:
+        relative = getattr(layout, field).relative_to(tmp_path).as_posix()
+        assert f" {relative} " in f" {commands} ", field

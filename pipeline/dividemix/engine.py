@@ -330,6 +330,22 @@ class Paths:
     artifacts: Path | None = None
     baseline: Path | None = None
 
+    @classmethod
+    def layout(cls, root: Path) -> "Paths":
+        """The layout dvc.yaml wires, under `root`: for runs outside DVC (tests, benchmarks).
+
+        The stages never use it (their paths come from dvc.yaml); a test keeps the two equal.
+        """
+        return cls(
+            prepared=root / "data/prepared",
+            noisy=root / "data/noisy/labels.parquet",
+            warmup_checkpoint=root / "checkpoints/warmup/nets.pt",
+            warmup_artifacts=root / "artifacts/warmup",
+            train_checkpoint=root / "checkpoints/train/last.pt",
+            artifacts=root / "artifacts",
+            baseline=root / "artifacts/baseline",
+        )
+
 
 def run_warmup(config: Config, paths: Paths, params: dict[str, Any], *, stream=None) -> dict[str, Any]:
     """Warm up both networks for `warmup_epochs` epochs; write their checkpoint and per-step losses.
