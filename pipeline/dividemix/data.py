@@ -121,11 +121,15 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
-def read_meta(prepared: Path) -> dict:
+def read_meta(prepared: Path, *, dataset: str | None = None) -> dict:
+    """The prepared folder's meta.json; with `dataset`, refuse a folder prepared for another one."""
     path = Path(prepared) / META
     if not path.exists():
         raise FileNotFoundError(f"{path}: prepared data set missing; run the download stage first")
-    return json.loads(path.read_text())
+    meta = json.loads(path.read_text())
+    if dataset is not None and meta["dataset"] != dataset:
+        raise ValueError(f"{prepared}: prepared data set is {meta['dataset']!r} but data.dataset is {dataset!r}")
+    return meta
 
 
 def load_train_images(prepared: Path) -> np.ndarray:

@@ -93,11 +93,7 @@ class Workspace:
 
     @classmethod
     def load(cls, config: Config, prepared: Path, noisy_labels_path: Path) -> "Workspace":
-        meta = read_meta(prepared)
-        if meta["dataset"] != config.data.dataset:
-            raise ValueError(
-                f"{prepared}: prepared data set is {meta['dataset']!r} but data.dataset is {config.data.dataset!r}"
-            )
+        read_meta(prepared, dataset=config.data.dataset)
         spec = DATASETS[config.data.dataset]
         device = resolve_device(config.train.device)
         noisy = artifacts.read_table(noisy_labels_path, "noisy_labels")

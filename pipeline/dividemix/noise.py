@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dividemix import artifacts
+from dividemix.data import DATASETS, load_train_truth, read_meta
+
 
 def noisy_indices(n: int, rate: float, rng: np.random.Generator) -> np.ndarray:
     """The first int(rate * n) indices of a seeded permutation, in increasing order.
@@ -73,23 +76,19 @@ def noisy_label_file(
     The summary holds the actual wrong-label rate (sym noise keeps the true label with
     probability 1/C, so it is below `rate`).
     """
-    from dividemix import artifacts
-    from dividemix.data import DATASETS, load_train_truth, read_meta
-
-    meta = read_meta(prepared)
-    if meta["dataset"] != dataset:
-        raise ValueError(f"{prepared}: prepared data set is {meta['dataset']!r} but data.dataset is {dataset!r}")
+    read_meta(prepared, dataset=dataset)
     spec = DATASETS[dataset]
     truth = load_train_truth(prepared)
     noisy = inject_noise(truth, mode=mode, rate=rate, seed=seed, num_classes=spec.num_classes, asym_map=spec.asym_map)
+    wrong = noisy != truth
     summary = {
         "dataset": dataset,
         "mode": mode,
         "rate": rate,
         "seed": seed,
         "n_train": int(len(truth)),
-        "n_wrong": int((noisy != truth).sum()),
-        "noise_rate_actual": float((noisy != truth).mean()),
+        "n_wrong": int(wrong.sum()),
+        "noise_rate_actual": float(wrong.mean()),
     }
     artifacts.write_table(
         out,
