@@ -118,7 +118,7 @@ BAD = [
     case("p-threshold-1", tiny_params(**{"train.p_threshold": 1.0}), "train.p_threshold", "less than 1"),
     case("dataset-mnist", tiny_params(**{"data.dataset": "mnist"}), "data.dataset", "allowed: digits"),
     case("arch-vgg", tiny_params(**{"model.arch": "vgg"}), "model.arch", "allowed: cnn_small"),
-    case("mode-pairflip", tiny_params(**{"noise.mode": "pairflip"}), "noise.mode", "'none', 'sym' or 'asym'"),
+    case("mode-pairflip", tiny_params(**{"noise.mode": "pairflip"}), "noise.mode", "'none', 'sym', 'sym_true', 'asym' or 'file'"),
     case("device-gpu", tiny_params(**{"train.device": "gpu"}), "train.device", "'auto', 'cpu' or 'cuda'"),
     case("lr-negative", tiny_params(**{"train.lr": -1}), "train.lr", "greater than 0"),
     case("lr-zero", tiny_params(**{"train.lr": 0.0}), "train.lr", "greater than 0"),

@@ -42,6 +42,17 @@ NonNegativeInt = Annotated[int, Field(ge=0)]
 
 class DataConfig(_Section):
     dataset: str = "digits"
+    # Where downloaded archives are kept (and where a user may place them to skip the download).
+    raw_dir: str = "data/raw"
+    # A mirror for the data set's archive and its md5 (both or neither; default: the official URL).
+    url: str | None = None
+    md5: str | None = None
+    # data.dataset 'folder': the image root and its list files ("relative/path.jpg label" per line).
+    root: str | None = None
+    train_list: str | None = None
+    val_list: str | None = None
+    test_list: str | None = None
+    image_size: PositiveInt | None = None  # folder images are resized to image_size x image_size
 
     @field_validator("dataset")
     @classmethod
@@ -54,13 +65,21 @@ class DataConfig(_Section):
 
 
 class NoiseConfig(_Section):
-    mode: Literal["none", "sym", "asym"] = "sym"
+    # sym: the reference (a picked sample's new label may equal its true one); sym_true: the
+    # appendix's "true noise" (always another class); asym: the data set's class map; file: the
+    # noisy labels are read from noise.file (CIFAR-N .pt with noise.key, Parquet or CSV).
+    mode: Literal["none", "sym", "sym_true", "asym", "file"] = "sym"
     rate: Fraction = 0.5
     seed: NonNegativeInt = 1
+    file: str | None = None
+    key: str | None = None
 
 
 class ModelConfig(_Section):
     arch: str = "cnn_small"
+    # A local file of pretrained weights (resnet50: torchvision's ImageNet state dict); nothing
+    # is downloaded at run time.
+    pretrained: str | None = None
 
     @field_validator("arch")
     @classmethod
@@ -89,6 +108,16 @@ class TrainConfig(_Section):
     loss_history: PositiveInt = 1
     seed: NonNegativeInt = 123
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # cifar: the reference's CIFAR step. clothing1m: the Clothing1M/WebVision step (only the first
+    # 2B mixed samples are trained on: Lx + prior penalty), a class-balanced sample of
+    # num_batches x batch_size per network per epoch, and best-validation weights for the test.
+    protocol: Literal["cifar", "clothing1m"] = "cifar"
+    num_batches: PositiveInt = 1000
+    # The GPU path (all device-agnostic; off by default so CPU runs stay bit-reproducible).
+    amp: bool = False  # bf16 autocast for forward passes
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the networks
+    eval_batch_size: PositiveInt = 1024
 
     @field_validator("warmup_epochs")
     @classmethod
@@ -100,11 +129,22 @@ class TrainConfig(_Section):
         return value
 
 
+class AblationConfig(_Section):
+    """The paper's Table 5 ablations; all true is DivideMix."""
+
+    co_divide: bool = True  # false: each network trains on its own division
+    label_refinement: bool = True  # false: labeled targets are the noisy one-hot labels
+    co_guessing: bool = True  # false: unlabeled targets are guessed by the trained network alone
+    augmentation: bool = True  # false: training batches use the test transform
+    ensemble_test: bool = True  # false: test with net1 alone
+
+
 class Config(_Section):
     data: DataConfig = DataConfig()
     noise: NoiseConfig = NoiseConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    ablation: AblationConfig = AblationConfig()
 
     @model_validator(mode="after")
     def _noise_defined_for_dataset(self) -> "Config":

@@ -132,6 +132,16 @@ def read_meta(prepared: Path, *, dataset: str | None = None) -> dict:
     return meta
 
 
+def resolve_spec(dataset: str, meta: dict) -> DatasetSpec:
+    """The spec a prepared folder was made with (a folder data set takes its classes from meta)."""
+    return DATASETS[dataset]
+
+
+def load_val_set(prepared: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The clean validation set, when the data set has one (folder data sets with a val list)."""
+    return None
+
+
 def load_train_images(prepared: Path) -> np.ndarray:
     return np.load(Path(prepared) / TRAIN_IMAGES, allow_pickle=False)
 

@@ -1,0 +1,45 @@
+"""The `dividemix` console script: orchestration (run, serve, sweep), audit (diff, trace, export)
+and presets, as subcommands of one program.
+
+Each subcommand group lives in its own module with a `register(subparsers)` function; a handler
+takes the parsed arguments and returns an exit code. Heavy imports (Prefect, torch) happen inside
+the handlers, so `dividemix --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from dividemix_cli import audit, flows, presets
+from dividemix_cli.errors import CliError
+
+GROUPS = (flows, audit, presets)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dividemix",
+        description="DivideMix pipeline: run it through Prefect, audit its divisions, apply paper presets.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in GROUPS:
+        group.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (CliError, ValueError, OSError, RuntimeError) as exc:
+        message = " ".join(str(exc).split())  # one line, whatever the library wrote
+        print(f"dividemix {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from dividemix_cli import main
+
+sys.exit(main())

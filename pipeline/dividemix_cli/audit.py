@@ -1,0 +1,5 @@
+"""Subcommands of `dividemix` (placeholder: filled in by its owner)."""
+
+
+def register(subparsers) -> None:
+    pass
