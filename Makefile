@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup repro test test-slow bench clean
+.PHONY: setup browser repro test test-slow bench clean
 
 setup: $(STAMP)
 
@@ -20,7 +20,12 @@ $(STAMP): pyproject.toml requirements.lock
 repro: $(STAMP)
 	dvc repro
 
-test: $(STAMP)
+# The browser checks of the HTML pages need Debian's chromium (tests skip, saying so, without it).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "warning: could not install chromium; the browser checks will be skipped"
+
+test: $(STAMP) browser
 	python -m pytest
 
 test-slow: $(STAMP)

@@ -8,6 +8,7 @@ from dividemix.stage import run_stage
 PARAMS = [
     "data.dataset",
     "model.arch",
+    "model.pretrained",
     "train.epochs",
     "train.lr",
     "train.lr_drop_epoch",
@@ -16,6 +17,13 @@ PARAMS = [
     "train.batch_size",
     "train.seed",
     "train.device",
+    "train.protocol",
+    "train.num_batches",
+    "train.amp",
+    "train.channels_last",
+    "train.compile",
+    "train.eval_batch_size",
+    "ablation.augmentation",
 ]
 
 

@@ -2,11 +2,23 @@
 
 from pathlib import Path
 
-from dividemix.data import DATASETS
+from dividemix.data import prepare_dataset
 from dividemix.io import atomic_dir
 from dividemix.stage import run_stage
 
-PARAMS = ["data.dataset"]
+# data.raw_dir is the archive cache (an archive placed there is verified and used offline); the
+# folder keys name the images and list files of data.dataset 'folder'.
+PARAMS = [
+    "data.dataset",
+    "data.raw_dir",
+    "data.url",
+    "data.md5",
+    "data.root",
+    "data.train_list",
+    "data.val_list",
+    "data.test_list",
+    "data.image_size",
+]
 
 
 def add_arguments(parser):
@@ -16,8 +28,9 @@ def add_arguments(parser):
 def body(config, params, args):
     # Built under a temporary name and swapped in whole: a failed download leaves no half folder.
     with atomic_dir(args.out) as tmp:
-        meta = DATASETS[config.data.dataset].prepare(tmp)
-    print(f"[download] {meta['dataset']}: {meta['n_train']} train / {meta['n_test']} test images -> {args.out}")
+        meta = prepare_dataset(config.data, tmp)
+    val = f" / {meta['n_val']} val" if meta.get("has_val") else ""
+    print(f"[download] {meta['dataset']}: {meta['n_train']} train{val} / {meta['n_test']} test images -> {args.out}")
 
 
 if __name__ == "__main__":

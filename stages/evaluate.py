@@ -8,9 +8,9 @@ from pathlib import Path
 from dividemix.evaluation import (
     RunArtifacts,
     accuracy_curves,
-    clean_mask,
     division_plot_table,
     division_quality,
+    known_clean_mask,
     summary_metrics,
 )
 from dividemix.io import write_json_atomic, write_text_atomic
@@ -29,7 +29,7 @@ def add_arguments(parser):
 
 def body(config, params, args):
     run = RunArtifacts(args.artifacts)
-    clean = clean_mask(args.prepared, args.noisy)
+    clean = known_clean_mask(args.prepared, args.noisy)  # None for a folder data set
     curves = accuracy_curves(run)
     quality = division_quality(run, clean)
     metrics = summary_metrics(curves, quality, clean)

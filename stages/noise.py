@@ -1,4 +1,4 @@
-"""DVC stage `noise`: inject label noise; write the noisy labels and the actual noise rate."""
+"""DVC stage `noise`: make the noisy labels (injected, or read from a label file); write them and the actual noise rate."""
 
 from pathlib import Path
 
@@ -6,7 +6,7 @@ from dividemix.io import write_json_atomic
 from dividemix.noise import noisy_label_file
 from dividemix.stage import run_stage
 
-PARAMS = ["data.dataset", "noise.mode", "noise.rate", "noise.seed"]
+PARAMS = ["data.dataset", "noise.mode", "noise.rate", "noise.seed", "noise.file", "noise.key"]
 
 
 def add_arguments(parser):
@@ -23,10 +23,19 @@ def body(config, params, args):
         mode=config.noise.mode,
         rate=config.noise.rate,
         seed=config.noise.seed,
+        file=config.noise.file,
+        key=config.noise.key,
     )
     write_json_atomic(args.summary, summary)
-    print(f"[noise] {summary['mode']} r={summary['rate']}: {summary['n_wrong']} of {summary['n_train']} labels wrong "
-          f"({summary['noise_rate_actual']:.2%})")
+    if summary["mode"] == "file":
+        what = f"file {summary['file']}" + (f" [{summary['key']}]" if summary["key"] else "")
+    else:
+        what = f"{summary['mode']} r={summary['rate']}"
+    if summary["n_wrong"] is None:
+        print(f"[noise] {what}: {summary['n_train']} labels (truth unknown: no wrong-label rate)")
+    else:
+        print(f"[noise] {what}: {summary['n_wrong']} of {summary['n_train']} labels wrong "
+              f"({summary['noise_rate_actual']:.2%})")
 
 
 if __name__ == "__main__":

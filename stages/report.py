@@ -10,7 +10,7 @@ from dividemix.evaluation import RunArtifacts
 from dividemix.report import PARAM_KEYS, build_report, load_json
 from dividemix.stage import run_stage
 
-PARAMS = list(PARAM_KEYS)  # the keys the report prints
+PARAMS = list(PARAM_KEYS)  # the keys the report prints and those that find the run's paper cell
 
 
 def add_arguments(parser):

@@ -27,6 +27,17 @@ PARAMS = [
     "train.loss_history",
     "train.seed",
     "train.device",
+    "train.protocol",
+    "train.num_batches",
+    "train.amp",
+    "train.channels_last",
+    "train.compile",
+    "train.eval_batch_size",
+    "ablation.co_divide",
+    "ablation.label_refinement",
+    "ablation.co_guessing",
+    "ablation.augmentation",
+    "ablation.ensemble_test",
 ]
 
 

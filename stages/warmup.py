@@ -8,6 +8,7 @@ from dividemix.stage import run_stage
 PARAMS = [
     "data.dataset",
     "model.arch",
+    "model.pretrained",
     "train.warmup_epochs",
     "train.lr",
     "train.lr_drop_epoch",
@@ -17,6 +18,14 @@ PARAMS = [
     "train.conf_penalty",
     "train.seed",
     "train.device",
+    "train.protocol",
+    "train.num_batches",
+    "train.amp",
+    "train.channels_last",
+    "train.compile",
+    "train.eval_batch_size",
+    "ablation.augmentation",
+    "ablation.ensemble_test",
 ]
 
 

@@ -14,30 +14,27 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Small enough for seconds on 2 cores, large enough to exercise every step (2 warm-up + 2 DivideMix epochs).
-TINY_PARAMS = {
-    "data": {"dataset": "digits"},
-    "noise": {"mode": "sym", "rate": 0.5, "seed": 1},
-    "model": {"arch": "cnn_small"},
+# Small enough for seconds on 2 cores, large enough to exercise every step (2 warm-up + 2 DivideMix
+# epochs). Every other key keeps its params.yaml value, so a stage never misses a parameter.
+TINY_OVERRIDES = {
     "train": {
         "epochs": 4,
         "warmup_epochs": 2,
-        "lr": 0.02,
         "lr_drop_epoch": 3,
-        "momentum": 0.9,
-        "weight_decay": 0.0005,
-        "batch_size": 64,
-        "alpha": 4.0,
-        "T": 0.5,
-        "lambda_u": 25.0,
-        "p_threshold": 0.5,
         "rampup_epochs": 16,
-        "conf_penalty": False,
-        "loss_history": 1,
-        "seed": 123,
         "device": "cpu",
     },
 }
+
+
+def _tiny_params() -> dict:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in TINY_OVERRIDES.items():
+        params[section].update(values)
+    return params
+
+
+TINY_PARAMS = _tiny_params()
 
 
 def tiny_params(**overrides) -> dict:

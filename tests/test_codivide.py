@@ -10,6 +10,7 @@ import math
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -22,7 +23,7 @@ from dividemix.config import parse_config, select
 from dividemix.data import DATASETS, DeviceImages
 from dividemix.models import cnn_small
 
-from conftest import run_paths, tiny_params
+from conftest import run_paths, stage_params, tiny_params
 
 
 # ----------------------------------------------------------------------------- normalisation
@@ -216,3 +217,157 @@ def test_train_epoch_wiring_peer_of_net2_is_the_updated_net1(tiny_run, tmp_path,
         assert not same_state(peer2_at_call, net1_before)
         # net1's peer is net2 before its epoch (net2 trains second).
         assert same_state(peer1_at_call, net2_before)
+
+
+# ----------------------------------------------------------------- the Clothing1M protocol
+def reference_balanced_sample(labels, num_samples, num_classes, order):
+    """The reference loader's loop ('all' mode), over a given shuffled order."""
+    counts = np.zeros(num_classes)
+    taken = []
+    for i in order:
+        if counts[labels[i]] < num_samples / num_classes and len(taken) < num_samples:
+            taken.append(i)
+            counts[labels[i]] += 1
+    return np.sort(np.array(taken, dtype=np.int64))
+
+
+@pytest.mark.parametrize("num_samples", [10, 64, 333, 5000])
+def test_balanced_sample_is_the_reference_loop(num_samples):
+    rng = np.random.default_rng(0)
+    labels = rng.choice(7, size=1000, p=[0.4, 0.2, 0.1, 0.1, 0.1, 0.05, 0.05])  # imbalanced classes
+    out = engine.balanced_sample(labels, num_samples, 7, np.random.default_rng(3))
+    order = np.random.default_rng(3).permutation(1000)  # the same draw
+    np.testing.assert_array_equal(out, reference_balanced_sample(labels, num_samples, 7, order))
+    counts = np.bincount(labels[out], minlength=7)
+    assert len(out) <= num_samples and counts.max() <= math.ceil(num_samples / 7)
+    assert len(set(out.tolist())) == len(out)
+
+
+def test_per_sample_loss_of_a_subset_is_the_full_loss_at_those_samples(few_digits):
+    images, labels = few_digits
+    torch.manual_seed(0)
+    net = cnn_small(10, 1)
+    device_images = DeviceImages(images, DATASETS["digits"], torch.device("cpu"))
+    full = per_sample_loss(net, device_images, labels)
+    index = torch.tensor([7, 2, 5])
+    torch.testing.assert_close(per_sample_loss(net, device_images, labels, index=index, batch_size=2), full[index])
+
+
+def test_co_divide_of_a_subset_records_its_sample_index(few_digits):
+    images, labels = few_digits
+    torch.manual_seed(0)
+    net = cnn_small(10, 1)
+    device_images = DeviceImages(images, DATASETS["digits"], torch.device("cpu"))
+    subset = np.array([0, 3, 4, 8, 9])
+    d = codivide.co_divide_one(net, device_images, labels, LossHistory(1), p_threshold=0.5, seed=0, subset=subset)
+    np.testing.assert_array_equal(d.indices(), subset)
+    full = per_sample_loss(net, device_images, labels).numpy()
+    np.testing.assert_allclose(d.loss, full[subset], rtol=1e-6)
+    rows = engine.division_rows(4, {1: d}, labels.numpy())
+    np.testing.assert_array_equal(rows["sample_index"], subset)
+    np.testing.assert_array_equal(rows["noisy_label"], labels.numpy()[subset])
+
+
+@pytest.fixture(scope="module")
+def clothing_run(tmp_path_factory):
+    """A tiny Clothing1M-protocol run on digits, with 100 test images lent as the validation set."""
+    from dividemix import data
+    from dividemix.noise import noisy_label_file
+
+    root = tmp_path_factory.mktemp("clothing")
+    raw = tiny_params(**{"train.epochs": 4, "train.protocol": "clothing1m", "train.num_batches": 3,
+                         "train.lambda_u": 0.0, "train.conf_penalty": True})
+    config = parse_config(raw)
+    paths = run_paths(root)
+    DATASETS["digits"].prepare(paths.prepared)
+    noisy_label_file(dataset="digits", prepared=paths.prepared, out=paths.noisy, mode="sym", rate=0.5, seed=1)
+    test_x, test_y = data.load_test_set(paths.prepared)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine, "load_val_set", lambda prepared: (test_x[:100], test_y[:100]))
+        engine.run_warmup(config, paths, select(config, stage_params("warmup")))
+        engine.run_train(config, paths, select(config, stage_params("train")))
+    return root, config, (test_x[:100], test_y[:100])
+
+
+def test_clothing1m_warmup_and_division_use_class_balanced_samples(clothing_run):
+    from dividemix import artifacts
+
+    root, config, _ = clothing_run
+    warm = artifacts.read_table(root / "artifacts/warmup/losses.parquet", "losses")
+    # 2 x num_batches x B = 384 samples per network and epoch, batch 2B: num_batches steps
+    assert set(warm["n_labeled"]) == {384}
+    assert warm.groupby(["epoch", "net"]).size().tolist() == [3, 3, 3, 3]
+    divisions = artifacts.read_table(root / "artifacts/divisions", "divisions")
+    noisy = artifacts.read_table(root / "data/noisy/labels.parquet", "noisy_labels")["noisy_label"].to_numpy()
+    samples = {}
+    for (epoch, net), group in divisions.groupby(["epoch", "net"]):
+        index = group["sample_index"].to_numpy()
+        assert len(index) == 3 * 64  # num_batches x B
+        assert np.bincount(noisy[index], minlength=10).max() <= math.ceil(192 / 10)
+        np.testing.assert_array_equal(group["noisy_label"].to_numpy(), noisy[index])
+        samples[(epoch, net)] = set(index.tolist())
+    assert samples[(2, 1)] != samples[(2, 2)] and samples[(2, 1)] != samples[(3, 1)]  # fresh per network and epoch
+    losses = artifacts.read_table(root / "artifacts/losses", "losses")
+    assert (losses["loss_u"] == 0).all() and (losses["lambda_u"] == 0).all()
+    np.testing.assert_allclose(losses["loss"], losses["loss_x"] + losses["penalty"], rtol=1e-5)
+    assert (losses["n_labeled"] + losses["n_unlabeled"] == 192).all()
+
+
+def test_clothing1m_keeps_best_validation_weights_and_tests_their_ensemble(clothing_run):
+    from dividemix import artifacts
+
+    root, config, (val_x, val_y) = clothing_run
+    epochs = pd.concat([artifacts.read_table(root / "artifacts/warmup/epochs.parquet", "epochs"),
+                        artifacts.read_table(root / "artifacts/epochs", "epochs")])
+    assert epochs[["val_acc_net1", "val_acc_net2", "test_acc_best_val"]].notna().all().all()
+    state = torch.load(root / "checkpoints/train/last.pt", weights_only=True)["best_val"]
+    for i in (1, 2):  # the best is the maximum over the epochs (the first of equals: strictly better)
+        assert state["acc"][str(i)] == pytest.approx(epochs[f"val_acc_net{i}"].max())
+    # test_acc_best_val is the test accuracy of the sum of the two best networks' logits
+    from dividemix import data
+
+    test_x, test_y = data.load_test_set(root / "data/prepared")
+    spec = DATASETS["digits"]
+    images = DeviceImages(test_x, spec, torch.device("cpu"))
+    logits = 0
+    for i in (1, 2):
+        net = cnn_small(10, 1)
+        net.load_state_dict(state["weights"][str(i)])
+        logits = logits + codivide.eval_logits(net, images)
+    expected = float((logits.argmax(1) == torch.as_tensor(test_y)).float().mean())
+    assert epochs["test_acc_best_val"].iloc[-1] == pytest.approx(expected)
+    # ... and val_acc_net1 is net1's validation accuracy that epoch: the best weights, where it peaked
+    net = cnn_small(10, 1)
+    net.load_state_dict(state["weights"]["1"])
+    val = codivide.eval_logits(net, DeviceImages(val_x, spec, torch.device("cpu"))).argmax(1)
+    assert float((val == torch.as_tensor(val_y)).float().mean()) == pytest.approx(state["acc"]["1"])
+
+
+def test_clothing1m_refuses_a_loss_history_window(tmp_path):
+    config = parse_config(tiny_params(**{"train.protocol": "clothing1m", "train.loss_history": 5}))
+    with pytest.raises(ValueError, match="train.loss_history"):
+        engine.run_train(config, run_paths(tmp_path), {})
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_epochs_files_of_schema_v1_are_read_with_null_validation_columns(tmp_path):
+    """EPOCHS v2 added the validation columns; a v1 file (an older run) still reads, alone or mixed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dividemix import artifacts
+
+    row = engine.epoch_row(3, "dividemix", [0.5, 0.6, 0.7], {1: 10, 2: 11})
+    artifacts.write_table(tmp_path / "epochs/epoch_004.parquet", "epochs", row | {"epoch": [4]})
+    old = pa.Table.from_pydict({k: row[k] for k in artifacts.EPOCHS_V1.names}, schema=artifacts.EPOCHS_V1)
+    old = old.replace_schema_metadata({b"dividemix.schema": b"epochs", b"dividemix.schema_version": b"1"})
+    pq.write_table(old, tmp_path / "epochs/epoch_003.parquet")
+    frame = artifacts.read_table(tmp_path / "epochs", "epochs")
+    assert list(frame.columns) == artifacts.EPOCHS.names and list(frame["epoch"]) == [3, 4]
+    assert frame["val_acc_net1"].isna().all() and list(frame["labeled_by_net2"]) == [11, 11]
+    one = artifacts.read_table(tmp_path / "epochs/epoch_003.parquet", "epochs", columns=["epoch", "test_acc_best_val"])
+    assert list(one.columns) == ["epoch", "test_acc_best_val"] and one["test_acc_best_val"].isna().all()
+    bad = old.replace_schema_metadata({b"dividemix.schema": b"epochs", b"dividemix.schema_version": b"0"})
+    pq.write_table(bad, tmp_path / "bad.parquet")
+    with pytest.raises(artifacts.ArtifactError, match="v2"):
+        artifacts.read_table(tmp_path / "bad.parquet", "epochs")

@@ -382,3 +382,94 @@ def test_derived_seed_differs_across_epoch_net_and_purpose():
     assert derived_seed(123, 2, 1, 0) != derived_seed(124, 2, 1, 0)  # the run's seed matters
     assert derived_seed(123, 2, 1, 0) == derived_seed(123, 2, 1, 0)  # and nothing else
     assert all(0 <= s < 2**63 for s in seeds.values())  # valid for torch.Generator.manual_seed
+
+
+# ------------------------------------------------------------------- the Clothing1M protocol step
+def test_mix_keep_is_the_first_rows_of_the_full_mix():
+    inputs, targets = torch.randn(12, 3), torch.rand(12, 4)
+    full = mix(inputs, targets, 0.7, torch.Generator().manual_seed(2))
+    kept = mix(inputs, targets, 0.7, torch.Generator().manual_seed(2), keep=4)
+    assert torch.equal(kept[0], full[0][:4]) and torch.equal(kept[1], full[1][:4])
+
+
+def test_clothing1m_step_trains_on_the_2b_labeled_mixed_samples_with_lx_and_penalty(monkeypatch):
+    import dividemix.mixmatch as mixmatch
+
+    mixed = []
+    real_mix = mixmatch.mix
+
+    def spy(inputs, targets, lam, generator, **kwargs):
+        out = real_mix(inputs, targets, lam, generator, **kwargs)
+        mixed.append((inputs, out))
+        return out
+
+    monkeypatch.setattr(mixmatch, "mix", spy)
+    b, bu = 6, 5
+    for protocol, forwarded in (("cifar", 2 * b + 2 * bu), ("clothing1m", 2 * b)):
+        net, peer = tiny_net(0), tiny_net(1).eval()
+        sizes, outputs = [], []
+
+        def record(module, args, out):
+            sizes.append(len(args[0]))
+            outputs.append(out)
+
+        net.register_forward_hook(record)
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+        result = train_step(
+            net, peer, optimizer, make_batch(b, bu), num_classes=3, T=0.5, alpha=4.0, lambda_u=7.0,
+            rng=np.random.default_rng(0), generator=torch.Generator().manual_seed(0), protocol=protocol,
+        )
+        # refine (2 x B), guess (2 x B' by the net), then the one pass with gradients
+        assert sizes == [b, b, bu, bu, forwarded]
+        loss_x, loss_u, penalty, loss = result.tolist()
+        inputs, (mixed_inputs, mixed_targets) = mixed[-1]
+        assert len(inputs) == 2 * b + 2 * bu  # partners are drawn from all 4B samples either way
+        logits = outputs[-1].detach()
+        if protocol == "clothing1m":
+            assert loss_u == 0.0
+            assert loss_x == pytest.approx(float(labeled_loss(logits, mixed_targets)), rel=1e-6)
+            assert penalty == pytest.approx(float(prior_penalty(logits, 3)), rel=1e-5, abs=1e-7)
+            assert loss == pytest.approx(loss_x + penalty, rel=1e-6)
+        else:
+            assert loss_u > 0 and loss == pytest.approx(loss_x + 7.0 * loss_u + penalty, rel=1e-5)
+
+
+def test_train_step_refuses_an_unknown_protocol():
+    with pytest.raises(ValueError, match="train.protocol"):
+        train_step(
+            tiny_net(0), tiny_net(1), torch.optim.SGD(tiny_net(0).parameters(), lr=0.1), make_batch(2, 2),
+            num_classes=3, T=0.5, alpha=4.0, lambda_u=0.0, rng=np.random.default_rng(0),
+            generator=torch.Generator(), protocol="webvision",
+        )
+
+
+def test_clothing1m_epoch_trains_on_the_divided_subset_with_no_lu(small_ws):
+    from dataclasses import replace
+
+    ws = replace(small_ws, config=parse_config(tiny_params(**{"train.protocol": "clothing1m"})))
+    net, peer, optimizer = nets_for(ws)
+    subset = np.arange(0, N_SMALL, 2)  # 100 samples: 70 labeled, 30 unlabeled
+    labeled = np.zeros(len(subset), dtype=bool)
+    labeled[:70] = True
+    d = Division(
+        loss=np.zeros(100), loss_norm=np.zeros(100), clean_prob=np.where(labeled, 0.9, 0.1), labeled=labeled,
+        mixture=Mixture(means=(0.1, 0.9), variances=(0.01, 0.01), weights=(0.5, 0.5), clean=0), sample_index=subset,
+    )
+    drawn = []
+    real_batch = Workspace.train_batch
+
+    def spy(self, index, generator):
+        drawn.append(index.clone())
+        return real_batch(self, index, generator)
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(Workspace, "train_batch", spy):
+        rows = dividemix_epoch(net, peer, optimizer, ws, d, 2, 1)
+    assert rows["step"] == [0, 1]  # ceil(70 / 64)
+    assert rows["n_labeled"] == [70, 70] and rows["n_unlabeled"] == [30, 30]
+    assert rows["loss_u"] == [0.0, 0.0] and rows["lambda_u"] == [0.0, 0.0]
+    x_drawn = torch.cat([drawn[k] for k in (0, 1, 4, 5)])  # x1, x2 of each step
+    u_drawn = torch.cat([drawn[k] for k in (2, 3, 6, 7)])
+    assert set(x_drawn.tolist()) == set(subset[:70].tolist())
+    assert set(u_drawn.tolist()) <= set(subset[70:].tolist())

@@ -186,3 +186,51 @@ def test_noisy_label_file_mode_none_has_zero_actual_rate(prepared, tmp_path):
     summary = noisy_label_file(dataset="digits", prepared=folder, out=out, mode="none", rate=0.5, seed=1)
     np.testing.assert_array_equal(pq.read_table(out).column("noisy_label").to_numpy(), truth)
     assert summary["n_wrong"] == 0 and summary["noise_rate_actual"] == 0.0
+
+
+# ------------------------------------------------------------------ sym_true (the appendix's "true noise")
+def sym_true(labels, rate, seed, num_classes=C):
+    return inject_noise(labels, mode="sym_true", rate=rate, seed=seed, num_classes=num_classes, asym_map=None)
+
+
+def test_sym_true_changes_every_picked_label_and_only_those():
+    n, rate, seed = 5000, 0.3, 9
+    labels = np.random.default_rng(1).integers(0, C, size=n)
+    noisy = sym_true(labels, rate, seed)
+    picked = picked_by_asym(n, rate, seed)  # the same picked set as sym and asym for a seed
+    changed = np.flatnonzero(noisy != labels)
+    np.testing.assert_array_equal(changed, picked)  # every picked sample changed, no other did
+    assert (noisy != labels).mean() == int(rate * n) / n  # the wrong-label rate is exactly the rate
+
+
+def test_sym_true_draws_uniformly_over_the_other_classes():
+    labels = np.full(90_000, 3, dtype=np.int64)
+    noisy = sym_true(labels, 1.0, seed=4)
+    freq = np.bincount(noisy, minlength=C) / len(noisy)
+    assert freq[3] == 0.0
+    np.testing.assert_allclose(np.delete(freq, 3), np.full(C - 1, 1 / (C - 1)), atol=0.005)
+
+
+def test_sym_true_with_two_classes_flips_every_picked_label():
+    labels = np.random.default_rng(0).integers(0, 2, size=1000)
+    noisy = sym_true(labels, 1.0, seed=0, num_classes=2)
+    np.testing.assert_array_equal(noisy, 1 - labels)
+
+
+def test_sym_true_is_seeded_and_differs_from_sym():
+    labels = np.random.default_rng(8).integers(0, C, size=2000)
+    np.testing.assert_array_equal(sym_true(labels, 0.5, 1), sym_true(labels, 0.5, 1))
+    assert (sym_true(labels, 0.5, 1) != sym_true(labels, 0.5, 2)).sum() > 100
+    assert (sym_true(labels, 0.5, 1) != sym(labels, 0.5, 1)).sum() > 100
+
+
+def test_file_mode_draws_nothing():
+    with pytest.raises(ValueError, match="noise.file"):
+        inject_noise(np.zeros(10, dtype=np.int64), mode="file", rate=0.5, seed=0, num_classes=C, asym_map=None)
+
+
+def test_noisy_label_file_sym_true_summary_is_exact(prepared, tmp_path):
+    folder, truth = prepared
+    summary = noisy_label_file(dataset="digits", prepared=folder, out=tmp_path / "l.parquet", mode="sym_true", rate=0.4, seed=3)
+    assert summary["n_wrong"] == int(0.4 * len(truth)) and summary["noise_rate_actual"] == pytest.approx(0.4)
+    assert summary["file"] is None and summary["key"] is None

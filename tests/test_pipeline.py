@@ -39,6 +39,7 @@ def make_repo(root: Path, params: dict) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     shutil.copytree(REPO / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "labels", root / "labels")  # the noise stage depends on it
     shutil.copytree(REPO / "pipeline", root / "pipeline", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     write_params(root / "params.yaml", params)
     env = dvc_env(root)

@@ -13,7 +13,16 @@ from conftest import TINY_PARAMS, run_stage_script, write_params
 from dividemix.config import parse_config, select
 from dividemix.evaluation import RunArtifacts, accuracy_curves, clean_mask, division_quality, summary_metrics
 from dividemix.noise import noisy_label_file
-from dividemix.report import PARAM_KEYS, build_report, format_percent, histogram_epochs, results_rows
+from dividemix.presets import CELL_KEYS
+from dividemix.report import (
+    NO_PAPER_CELL,
+    PARAM_KEYS,
+    build_report,
+    format_percent,
+    histogram_epochs,
+    paper_comparison,
+    results_rows,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -140,3 +149,47 @@ def test_stage_script_without_metrics_exits_2_and_writes_nothing(inputs: dict, t
     assert len(lines) == 1 and "missing.json" in lines[0], result.stderr
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+# ------------------------------------------------------------------------- against the paper
+def test_the_report_reads_every_key_that_defines_a_paper_cell():
+    assert set(CELL_KEYS) <= set(PARAM_KEYS)
+
+
+def test_digits_has_no_paper_cell(report: Path):
+    md = (report / "report.md").read_text(encoding="utf-8")
+    page = (report / "index.html").read_text(encoding="utf-8")
+    assert "## Against the paper" in md and NO_PAPER_CELL in md
+    assert "no paper cell for this setting" in page.lower()
+
+
+def test_a_paper_cell_is_printed_beside_the_run(inputs: dict, tmp_path: Path):
+    params = inputs["params"] | {"data.dataset": "cifar10", "noise.rate": 0.5}
+    summary = inputs["noise_summary"] | {"dataset": "cifar10"}
+    out = tmp_path / "report"
+    build(inputs, out, config_params=params, noise_summary=summary)
+    md = (out / "report.md").read_text(encoding="utf-8")
+    metrics = inputs["metrics"]
+    best_row = f"| Best test accuracy | {format_percent(metrics['test_acc_best'])} | 94.60% |"
+    last_row = f"| Last: mean test accuracy of the last 10 epochs | {format_percent(metrics['test_acc_last10'])} | 94.40% |"
+    assert best_row in md and last_row in md
+    assert "preset cifar10-sym50" in md and NO_PAPER_CELL not in md
+    # the tiny run is not the paper's schedule, and the report says where it departs
+    assert "train.epochs 4 (preset 300)" in md and "model.arch cnn_small (preset preact_resnet18)" in md
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "94.60%" in page and "cifar10-sym50" in page
+
+
+def test_paper_comparison_rows():
+    metrics = {"test_acc_best": 0.9312, "test_acc_last10": 0.9255}
+    params = {"data.dataset": "cifar10", "noise.mode": "file", "noise.rate": 0.5, "noise.seed": 1,
+              "noise.file": "labels/CIFAR-10_human.pt", "noise.key": "worse_label", "model.arch": "preact_resnet18",
+              "train.protocol": "cifar", "train.epochs": 300, "train.warmup_epochs": 10, "train.lambda_u": 25.0,
+              "train.p_threshold": 0.5, "train.loss_history": 1}
+    paper = paper_comparison(params, metrics)
+    assert paper.preset == "cifar10n-worst"
+    assert paper.rows == [("Best test accuracy", "93.12%", "92.56%"),
+                          ("Last: mean test accuracy of the last 10 epochs", "92.55%", "not reported")]
+    assert "uses the preset's values" in paper.note
+    off = paper_comparison(params | {"noise.key": "random_label3"}, metrics)
+    assert (off.preset, off.rows, off.note) == (None, [], NO_PAPER_CELL)

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from dividemix.io import write_atomic
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "1"  # the version of every schema not listed in SCHEMA_VERSIONS below
 
 NOISY_LABELS = pa.schema([("sample_index", pa.int64()), ("noisy_label", pa.int64())])
 
@@ -83,8 +83,17 @@ EPOCHS = pa.schema(
         ("test_acc_ensemble", pa.float64()),  # argmax of the sum of both networks' logits
         ("labeled_by_net1", pa.int32()),  # size of the labeled set net1's losses made (null in warm-up)
         ("labeled_by_net2", pa.int32()),
+        # v2: with a clean validation set (Clothing1M protocol), each network's validation accuracy
+        # this epoch and the test accuracy of the ensemble of each network's best-validation
+        # weights so far (the reference's final Clothing1M figure); null without a validation set.
+        ("val_acc_net1", pa.float64()),
+        ("val_acc_net2", pa.float64()),
+        ("test_acc_best_val", pa.float64()),
     ]
 )
+
+# v1 of EPOCHS: without the validation columns. Read as v2 with those columns null.
+EPOCHS_V1 = pa.schema([field for field in EPOCHS if not field.name.startswith(("val_acc_", "test_acc_best_val"))])
 
 BASELINE_EPOCHS = pa.schema([("epoch", pa.int32()), ("test_acc", pa.float64())])
 
@@ -98,6 +107,13 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 
 
+# Per-schema versions: a schema's version is bumped whenever its columns change.
+SCHEMA_VERSIONS: dict[str, str] = {name: SCHEMA_VERSION for name in SCHEMAS} | {"epochs": "2"}
+
+# Older versions a reader still accepts, with their columns: upgraded on read (new columns null).
+OLD_SCHEMAS: dict[tuple[str, str], pa.Schema] = {("epochs", "1"): EPOCHS_V1}
+
+
 class ArtifactError(ValueError):
     """An artifact is missing or does not follow its schema."""
 
@@ -106,17 +122,49 @@ def epoch_file(folder: str | Path, epoch: int) -> Path:
     return Path(folder) / f"epoch_{epoch:03d}.parquet"
 
 
-def write_table(path: str | Path, name: str, columns: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
-    """Write `columns` as Parquet with schema `name`, atomically, self-describing in its metadata.
+class RowBuffer:
+    """Rows of one artifact collected over several epochs, held as typed Arrow record batches.
+
+    A file written once at the end of a stage (warm-up, baseline losses) grows with the number of
+    epochs; kept as Arrow it costs its columns' bytes (about 50 a loss row) instead of a Python
+    object per value (about ten times more).
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self.batches: list[pa.RecordBatch] = []
+
+    def append(self, columns: dict[str, Any]) -> None:
+        self.batches.append(pa.RecordBatch.from_pydict(columns, schema=SCHEMAS[self.name]))
+
+    def __len__(self) -> int:
+        return sum(batch.num_rows for batch in self.batches)
+
+    def table(self) -> pa.Table:
+        """All rows as one table (one chunk per column, as `from_pydict` of the merged rows)."""
+        return pa.Table.from_batches(self.batches, schema=SCHEMAS[self.name]).combine_chunks()
+
+
+def write_table(
+    path: str | Path, name: str, columns: dict[str, Any] | pa.Table, meta: dict[str, Any] | None = None
+) -> None:
+    """Write `columns` (a mapping of columns, or a table) as Parquet with schema `name`, atomically,
+    self-describing in its metadata.
 
     `meta` must be deterministic (no timestamps): two runs with the same parameters must give
     byte-identical files.
     """
     schema = SCHEMAS[name]
-    table = pa.Table.from_pydict(columns, schema=schema)
+    if isinstance(columns, pa.Table):
+        if not columns.schema.remove_metadata().equals(schema):
+            found = columns.schema.names
+            raise ArtifactError(f"{path}: columns {found} differ from the '{name}' schema {schema.names}")
+        table = columns
+    else:
+        table = pa.Table.from_pydict(columns, schema=schema)
     metadata = {
         b"dividemix.schema": name.encode(),
-        b"dividemix.schema_version": SCHEMA_VERSION.encode(),
+        b"dividemix.schema_version": SCHEMA_VERSIONS[name].encode(),
     }
     if meta:
         metadata[b"dividemix.meta"] = json.dumps(meta, sort_keys=True).encode()
@@ -124,17 +172,30 @@ def write_table(path: str | Path, name: str, columns: dict[str, Any], meta: dict
     write_atomic(path, lambda tmp: pq.write_table(table, tmp))
 
 
-def _check_schema(path: Path, name: str, schema: pa.Schema) -> None:
+def check_schema(path: Path, name: str, schema: pa.Schema) -> str:
+    """Refuse a file that is not artifact `name` at its current (or an upgradable) version.
+
+    Returns the file's version.
+    """
     metadata = schema.metadata or {}
     found = metadata.get(b"dividemix.schema", b"").decode()
     version = metadata.get(b"dividemix.schema_version", b"").decode()
-    if found != name or version != SCHEMA_VERSION:
-        raise ArtifactError(
-            f"{path}: expected artifact '{name}' v{SCHEMA_VERSION}, found '{found or '?'}' v{version or '?'}"
-        )
-    expected = SCHEMAS[name]
+    current = SCHEMA_VERSIONS[name]
+    if found != name or (version != current and (name, version) not in OLD_SCHEMAS):
+        raise ArtifactError(f"{path}: expected artifact '{name}' v{current}, found '{found or '?'}' v{version or '?'}")
+    expected = SCHEMAS[name] if version == current else OLD_SCHEMAS[(name, version)]
     if not schema.remove_metadata().equals(expected):
         raise ArtifactError(f"{path}: columns {schema.names} differ from the '{name}' schema {expected.names}")
+    return version
+
+
+def _upgraded(table: pa.Table, name: str) -> pa.Table:
+    """An older version's table with the current schema's columns (the new ones null)."""
+    columns = [
+        table.column(field.name) if field.name in table.column_names else pa.nulls(len(table), field.type)
+        for field in SCHEMAS[name]
+    ]
+    return pa.Table.from_arrays(columns, schema=SCHEMAS[name])
 
 
 def read_table(
@@ -156,8 +217,10 @@ def read_table(
     files = dataset.files
     if not files:
         raise ArtifactError(f"{path}: artifact '{name}' holds no Parquet file")
-    for file in files:
-        _check_schema(Path(file), name, pq.read_schema(file))
+    versions = {check_schema(Path(file), name, pq.read_schema(file)) for file in files}
+    if versions != {SCHEMA_VERSIONS[name]}:  # older files among them: upgrade each, then select
+        whole = pa.concat_tables(_upgraded(pq.read_table(file).replace_schema_metadata(None), name) for file in files)
+        dataset = ds.dataset(whole)
     table = dataset.to_table(columns=columns, filter=filter)
     frame = table.to_pandas()
     sort_keys = [key for key in ("epoch", "net", "step", "sample_index", "component") if key in frame.columns]

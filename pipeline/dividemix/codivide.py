@@ -14,28 +14,55 @@ from sklearn.mixture import GaussianMixture
 from torch import nn
 
 from dividemix.data import DeviceImages
+from dividemix.mixmatch import autocast
 
-EVAL_BATCH = 1024  # batched eval passes: no augmentation, no grad, large batches
+EVAL_BATCH = 1024  # default batch of the eval passes (train.eval_batch_size): no augmentation, no grad
 
 
 @torch.no_grad()
-def eval_logits(net: nn.Module, images: DeviceImages) -> torch.Tensor:
-    """Logits of every image: eval mode, the test transform, batches of EVAL_BATCH. (N, C) float32."""
+def eval_logits(
+    net: nn.Module,
+    images: DeviceImages,
+    *,
+    index: torch.Tensor | None = None,
+    batch_size: int | None = None,
+    amp: bool = False,
+) -> torch.Tensor:
+    """Logits of every image (or of `index`, in that order): eval mode, the test transform.
+
+    Batches of `batch_size` (default EVAL_BATCH); with `amp` under bf16 autocast. (N, C) float32.
+    """
     net.eval()
+    size = batch_size or EVAL_BATCH
+    n = len(images) if index is None else len(index)
     logits = []
-    for start in range(0, len(images), EVAL_BATCH):
-        index = torch.arange(start, min(start + EVAL_BATCH, len(images)), device=images.device)
-        logits.append(net(images.plain(index)).float())
+    for start in range(0, n, size):
+        if index is None:
+            chunk = torch.arange(start, min(start + size, n), device=images.device)
+        else:
+            chunk = index[start : start + size]
+        with autocast(images.device, amp):
+            logits.append(net(images.plain(chunk)).float())
     return torch.cat(logits)
 
 
-def per_sample_loss(net: nn.Module, images: DeviceImages, noisy_labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of every training sample against its noisy label.
+def per_sample_loss(
+    net: nn.Module,
+    images: DeviceImages,
+    noisy_labels: torch.Tensor,
+    *,
+    index: torch.Tensor | None = None,
+    batch_size: int | None = None,
+    amp: bool = False,
+) -> torch.Tensor:
+    """Cross-entropy of every training sample (or of `index`) against its noisy label.
 
     Eval mode and the test transform (no augmentation), as the reference's `eval_train`.
-    Returns a float32 CPU tensor of shape (N,).
+    Returns a float32 CPU tensor of shape (N,) (or (len(index),)).
     """
-    return nn.functional.cross_entropy(eval_logits(net, images), noisy_labels, reduction="none").cpu()
+    logits = eval_logits(net, images, index=index, batch_size=batch_size, amp=amp)
+    labels = noisy_labels if index is None else noisy_labels[index]
+    return nn.functional.cross_entropy(logits, labels, reduction="none").cpu()
 
 
 def min_max_normalise(losses: torch.Tensor) -> torch.Tensor:
@@ -114,6 +141,13 @@ class Division:
     clean_prob: np.ndarray  # w_i (N,)
     labeled: np.ndarray  # bool (N,)
     mixture: Mixture
+    # The training samples divided, when a subset (the Clothing1M protocol's class-balanced
+    # sample): the arrays above are then indexed like it. None: all N samples, in order.
+    sample_index: np.ndarray | None = None
+
+    def indices(self) -> np.ndarray:
+        """The training-set index of each divided sample (N,) int64."""
+        return np.arange(len(self.loss), dtype=np.int64) if self.sample_index is None else self.sample_index
 
 
 def co_divide_one(
@@ -124,9 +158,18 @@ def co_divide_one(
     *,
     p_threshold: float,
     seed: int,
+    subset: np.ndarray | None = None,
+    eval_batch_size: int | None = None,
+    amp: bool = False,
 ) -> Division:
-    """The division that `net`'s losses make (used to train its peer)."""
-    loss = per_sample_loss(net, images, noisy_labels)
+    """The division that `net`'s losses make (used to train its peer).
+
+    `subset` (sorted training-set indices) divides only those samples: the Clothing1M protocol
+    evaluates and divides a fresh class-balanced sample each epoch (the reference's `eval_train`
+    over `num_batches * batch_size` samples), normalising over that sample.
+    """
+    index = None if subset is None else torch.as_tensor(subset, dtype=torch.int64, device=images.device)
+    loss = per_sample_loss(net, images, noisy_labels, index=index, batch_size=eval_batch_size, amp=amp)
     mixture_input = history.push(min_max_normalise(loss))
     clean_prob, mixture = fit_mixture(mixture_input.numpy(), seed=seed)
     return Division(
@@ -135,4 +178,5 @@ def co_divide_one(
         clean_prob=clean_prob,
         labeled=divide(clean_prob, p_threshold),
         mixture=mixture,
+        sample_index=None if subset is None else np.asarray(subset, dtype=np.int64),
     )

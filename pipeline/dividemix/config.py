@@ -7,7 +7,8 @@ allowed, before any work is done.
 
 from __future__ import annotations
 
-from pathlib import Path
+import re
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -39,6 +40,8 @@ NonNegativeFloat = Annotated[float, Field(ge=0.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 
+LABEL_FILE_SUFFIXES = (".pt", ".parquet", ".csv")  # noise.file: CIFAR-N .pt, or sample_index/label columns
+
 
 class DataConfig(_Section):
     dataset: str = "digits"
@@ -60,8 +63,22 @@ class DataConfig(_Section):
         from dividemix.data import DATASETS
 
         if value not in DATASETS:
-            raise ValueError(f"unknown data set {value!r}; allowed: {', '.join(sorted(DATASETS))}")
+            raise ValueError(f"unknown data set {value!r}; allowed: {', '.join(DATASETS)}")
         return value
+
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://", "file://")):
+            raise ValueError("must start with https://, http:// or file://")
+        return value
+
+    @field_validator("md5")
+    @classmethod
+    def _md5_hex(cls, value: str | None) -> str | None:
+        if value is not None and re.fullmatch(r"[0-9a-fA-F]{32}", value) is None:
+            raise ValueError("must be 32 hexadecimal digits (the archive's md5)")
+        return value.lower() if value is not None else None
 
 
 class NoiseConfig(_Section):
@@ -73,6 +90,19 @@ class NoiseConfig(_Section):
     seed: NonNegativeInt = 1
     file: str | None = None
     key: str | None = None
+
+    @field_validator("file")
+    @classmethod
+    def _file_under_labels(cls, value: str | None) -> str | None:
+        # Under labels/: the noise stage's DVC dependency, so a changed file reruns the stage.
+        if value is None:
+            return value
+        path = PurePosixPath(value)
+        if path.is_absolute() or ".." in path.parts or len(path.parts) < 2 or path.parts[0] != "labels":
+            raise ValueError("must be a path under labels/ (the noise stage's DVC dependency), e.g. labels/CIFAR-10_human.pt")
+        if path.suffix not in LABEL_FILE_SUFFIXES:
+            raise ValueError(f"must end in {', '.join(LABEL_FILE_SUFFIXES)} (CIFAR-N .pt, or sample_index/label columns)")
+        return value
 
 
 class ModelConfig(_Section):
@@ -147,13 +177,55 @@ class Config(_Section):
     ablation: AblationConfig = AblationConfig()
 
     @model_validator(mode="after")
+    def _data_source_complete(self) -> "Config":
+        """The data section's keys that go together (messages name the key)."""
+        from dividemix.data import DATASETS
+
+        data = self.data
+        if data.dataset == "folder":
+            for key in ("root", "train_list", "test_list", "image_size"):
+                if getattr(data, key) is None:
+                    raise ValueError(f"data.{key}: required when data.dataset is 'folder'")
+        else:
+            for key in ("root", "train_list", "val_list", "test_list", "image_size"):
+                if getattr(data, key) is not None:
+                    raise ValueError(
+                        f"data.{key}: only read when data.dataset is 'folder' (it is {data.dataset!r}); set it to null"
+                    )
+        if (data.url is None) != (data.md5 is None):
+            missing = "data.md5" if data.md5 is None else "data.url"
+            raise ValueError(f"{missing}: data.url and data.md5 go together (a mirror and its archive's md5, or both null)")
+        if data.url is not None and not getattr(DATASETS[data.dataset], "url", ""):
+            raise ValueError(f"data.url: data set {data.dataset!r} downloads nothing; allowed only for cifar10, cifar100")
+        return self
+
+    @model_validator(mode="after")
     def _noise_defined_for_dataset(self) -> "Config":
         from dividemix.data import DATASETS
 
-        if self.noise.mode == "asym" and DATASETS[self.data.dataset].asym_map is None:
+        noise, dataset = self.noise, self.data.dataset
+        if dataset == "folder" and noise.mode not in ("none", "file"):
             raise ValueError(
-                f"noise.mode 'asym' is not defined for data set {self.data.dataset!r}; allowed: none, sym"
+                f"noise.mode {noise.mode!r} needs true labels to corrupt, and data set 'folder' has none "
+                "(its training list's labels are the noisy ones); allowed: none, file"
             )
+        if noise.mode == "asym" and DATASETS[dataset].asym_map is None:
+            raise ValueError(
+                f"noise.mode 'asym' is not defined for data set {dataset!r}; allowed: none, sym, sym_true, file"
+            )
+        if noise.mode == "file" and noise.file is None:
+            raise ValueError("noise.file: required when noise.mode is 'file' (a label file under labels/)")
+        if noise.mode != "file":
+            for key in ("file", "key"):
+                if getattr(noise, key) is not None:
+                    raise ValueError(f"noise.{key}: only read when noise.mode is 'file' (it is {noise.mode!r}); set it to null")
+        if noise.file is not None and noise.file.endswith(".pt") and noise.key is None:
+            raise ValueError(
+                "noise.key: required for a .pt label file (CIFAR-10N: aggre_label, worse_label, random_label1..3, "
+                "clean_label; CIFAR-100N: noisy_label, clean_label)"
+            )
+        if noise.file is not None and not noise.file.endswith(".pt") and noise.key is not None:
+            raise ValueError("noise.key: only read for a .pt label file (Parquet and CSV have a label column); set it to null")
         return self
 
 

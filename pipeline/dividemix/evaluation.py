@@ -16,7 +16,7 @@ import pyarrow.dataset as ds
 from sklearn.metrics import roc_auc_score
 
 from dividemix import artifacts
-from dividemix.data import load_train_truth
+from dividemix.data import has_truth, load_train_truth
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,11 @@ def clean_mask(prepared: Path, noisy_labels: Path) -> np.ndarray:
     return noisy == truth
 
 
+def known_clean_mask(prepared: Path, noisy_labels: Path) -> np.ndarray | None:
+    """`clean_mask`, or None when the training truth is unknown (a folder data set)."""
+    return clean_mask(prepared, noisy_labels) if has_truth(prepared) else None
+
+
 def accuracy_curves(run: RunArtifacts) -> pd.DataFrame:
     """Per-epoch test accuracy: DivideMix ensemble, each network, the baseline (fractions)."""
     epochs = run.epochs()
@@ -88,18 +93,23 @@ def _auc(clean: np.ndarray, score: np.ndarray) -> float:
     return float(roc_auc_score(clean, score))
 
 
-def division_quality(run: RunArtifacts, clean: np.ndarray) -> pd.DataFrame:
+def division_quality(run: RunArtifacts, clean: np.ndarray | None) -> pd.DataFrame:
     """Per epoch and network: the labeled set judged against the true clean mask.
 
     precision = fraction of the labeled set that is truly clean; recall = fraction of the truly
-    clean samples that were labeled; auc = ROC AUC of clean_prob for the clean mask.
+    clean samples that were labeled; auc = ROC AUC of clean_prob for the clean mask. With no
+    truth (`clean` None) only the labeled-set size is known; the rest is NaN.
     """
     divisions = run.divisions(columns=["epoch", "net", "sample_index", "clean_prob", "labeled"])
     rows = []
     for (epoch, net), group in divisions.groupby(["epoch", "net"], sort=True):
-        is_clean = clean[group["sample_index"].to_numpy()]
         labeled = group["labeled"].to_numpy()
         n_labeled = int(labeled.sum())
+        if clean is None:
+            rows.append({"epoch": int(epoch), "net": int(net), "n_labeled": n_labeled,
+                         "auc": math.nan, "precision": math.nan, "recall": math.nan})
+            continue
+        is_clean = clean[group["sample_index"].to_numpy()]
         rows.append(
             {
                 "epoch": int(epoch),
@@ -118,7 +128,7 @@ def _mean(values: pd.Series) -> float | None:
     return None if math.isnan(value) else value
 
 
-def summary_metrics(curves: pd.DataFrame, quality: pd.DataFrame, clean: np.ndarray) -> dict:
+def summary_metrics(curves: pd.DataFrame, quality: pd.DataFrame, clean: np.ndarray | None) -> dict:
     """The metrics of metrics/eval.json; accuracies and rates as fractions, null when undefined."""
     dm = curves["dividemix"].dropna()
     ce = curves["baseline"].dropna()
@@ -132,7 +142,7 @@ def summary_metrics(curves: pd.DataFrame, quality: pd.DataFrame, clean: np.ndarr
         "division_auc_last": _mean(last["auc"]),
         "division_precision_last": _mean(last["precision"]),
         "division_recall_last": _mean(last["recall"]),
-        "noise_rate_actual": float(1.0 - clean.mean()),
+        "noise_rate_actual": None if clean is None else float(1.0 - clean.mean()),
     }
 
 

@@ -6,12 +6,32 @@ Each function is one step of the paper (Algorithm 1) and of the official `train(
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from dividemix.data import host_to_device
+
+PROTOCOLS = ("cifar", "clothing1m")
+
+
+def autocast(device: torch.device, amp: bool):
+    """bf16 autocast on `device` when `amp` (train.amp), else nothing at all (bit-identical fp32)."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if amp else nullcontext()
+
+
+def logits_of(net: nn.Module, x: torch.Tensor, *, amp: bool = False) -> torch.Tensor:
+    """`net(x)`; with `amp` the forward pass runs under bf16 autocast and the logits come back in
+    float32, so that every softmax, loss and target is computed in float32."""
+    if not amp:
+        return net(x)
+    with autocast(x.device, True):
+        out = net(x)
+    return out.float()
 
 
 def sharpen(p: torch.Tensor, T: float) -> torch.Tensor:
@@ -24,26 +44,42 @@ def sharpen(p: torch.Tensor, T: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def co_guess(net: nn.Module, peer: nn.Module, u1: torch.Tensor, u2: torch.Tensor, T: float) -> torch.Tensor:
-    """Targets for unlabeled samples: mean softmax of both networks on both augmentations, sharpened."""
+def co_guess(
+    net: nn.Module, peer: nn.Module | None, u1: torch.Tensor, u2: torch.Tensor, T: float, *, amp: bool = False
+) -> torch.Tensor:
+    """Targets for unlabeled samples: mean softmax of both networks on both augmentations, sharpened.
+
+    `peer=None` is the ablation without co-guessing (ablation.co_guessing false): the mean of the
+    trained network's two softmaxes alone, sharpened.
+    """
+    if peer is None:
+        pu = (F.softmax(logits_of(net, u1, amp=amp), dim=1) + F.softmax(logits_of(net, u2, amp=amp), dim=1)) / 2
+        return sharpen(pu, T)
     pu = (
-        F.softmax(net(u1), dim=1)
-        + F.softmax(net(u2), dim=1)
-        + F.softmax(peer(u1), dim=1)
-        + F.softmax(peer(u2), dim=1)
+        F.softmax(logits_of(net, u1, amp=amp), dim=1)
+        + F.softmax(logits_of(net, u2, amp=amp), dim=1)
+        + F.softmax(logits_of(peer, u1, amp=amp), dim=1)
+        + F.softmax(logits_of(peer, u2, amp=amp), dim=1)
     ) / 4
     return sharpen(pu, T)
 
 
 @torch.no_grad()
 def co_refine(
-    net: nn.Module, x1: torch.Tensor, x2: torch.Tensor, y_onehot: torch.Tensor, w: torch.Tensor, T: float
+    net: nn.Module,
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    y_onehot: torch.Tensor,
+    w: torch.Tensor,
+    T: float,
+    *,
+    amp: bool = False,
 ) -> torch.Tensor:
     """Targets for labeled samples: w * onehot(y) + (1 - w) * net's mean prediction, sharpened.
 
     `w` (B, 1) is the clean probability from the peer's division.
     """
-    px = (F.softmax(net(x1), dim=1) + F.softmax(net(x2), dim=1)) / 2
+    px = (F.softmax(logits_of(net, x1, amp=amp), dim=1) + F.softmax(logits_of(net, x2, amp=amp), dim=1)) / 2
     px = w * y_onehot + (1 - w) * px
     return sharpen(px, T)
 
@@ -55,12 +91,21 @@ def mixup_coefficient(alpha: float, rng: np.random.Generator) -> float:
 
 
 def mix(
-    inputs: torch.Tensor, targets: torch.Tensor, lam: float, generator: torch.Generator
+    inputs: torch.Tensor, targets: torch.Tensor, lam: float, generator: torch.Generator, *, keep: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """MixMatch: one random permutation over all samples (labeled and unlabeled mix with each other)."""
-    perm = torch.randperm(inputs.shape[0], generator=generator).to(inputs.device)
-    mixed_inputs = lam * inputs + (1 - lam) * inputs[perm]
-    mixed_targets = lam * targets + (1 - lam) * targets[perm]
+    """MixMatch: one random permutation over all samples (labeled and unlabeled mix with each other).
+
+    `keep` returns only the first `keep` mixed samples, still mixed with partners drawn from all
+    of them (the Clothing1M step mixes the 2B labeled samples alone: `input_a[:batch_size*2]`).
+    The permutation is drawn on the CPU generator and queued to the device without a host sync.
+    """
+    perm = host_to_device(torch.randperm(inputs.shape[0], generator=generator), inputs.device)
+    if keep is not None:
+        inputs_a, targets_a, perm = inputs[:keep], targets[:keep], perm[:keep]
+    else:
+        inputs_a, targets_a = inputs, targets
+    mixed_inputs = lam * inputs_a + (1 - lam) * inputs[perm]
+    mixed_targets = lam * targets_a + (1 - lam) * targets[perm]
     return mixed_inputs, mixed_targets
 
 
@@ -119,22 +164,42 @@ def train_step(
     lambda_u: float,
     rng: np.random.Generator,
     generator: torch.Generator,
+    protocol: str = "cifar",
+    label_refinement: bool = True,
+    co_guessing: bool = True,
+    amp: bool = False,
 ) -> torch.Tensor:
     """One SGD step of `net` with `peer`; returns the detached (loss_x, loss_u, penalty, loss) tensor.
 
     As in the official code `net` stays in train mode during the no-grad guessing passes (its
     BatchNorm statistics move) and `peer` is in eval mode. An empty unlabeled batch (everything
     was judged clean) is allowed: MixMatch then runs over the 2B labeled samples and Lu = 0.
+
+    `protocol` "cifar" is `Train_cifar.py`'s step: all 4B mixed samples are trained on, loss =
+    Lx + lambda_u * Lu + penalty. "clothing1m" is `Train_clothing1M.py`'s (and WebVision's) step:
+    the guesses are made as usual, but only the first 2B mixed samples (labeled samples mixed
+    with partners from all 4B) are forwarded, and loss = Lx + penalty (Lu is not computed: 0,
+    `lambda_u` unused).
+
+    Ablations (the paper's Table 5): `label_refinement=False` takes the noisy one-hot labels as
+    the labeled targets (co-refinement with w = 1: sharpen(onehot) = onehot, so the two no-grad
+    passes of `net` on the labeled batch are skipped); `co_guessing=False` guesses with `net`
+    alone. `amp` runs the forward passes under bf16 autocast; losses are computed in float32.
     """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"train.protocol {protocol!r} unknown; allowed: {', '.join(PROTOCOLS)}")
     peer.eval()  # the peer only guesses: its BatchNorm statistics must not move
     b = batch.x1.shape[0]
     y_onehot = F.one_hot(batch.y, num_classes).float()
     w = batch.w.view(-1, 1).float()
     has_unlabeled = batch.u1.shape[0] > 0
 
-    targets_x = co_refine(net, batch.x1, batch.x2, y_onehot, w, T)
+    if label_refinement:
+        targets_x = co_refine(net, batch.x1, batch.x2, y_onehot, w, T, amp=amp)
+    else:
+        targets_x = y_onehot
     if has_unlabeled:
-        targets_u = co_guess(net, peer, batch.u1, batch.u2, T)
+        targets_u = co_guess(net, peer if co_guessing else None, batch.u1, batch.u2, T, amp=amp)
         inputs = torch.cat([batch.x1, batch.x2, batch.u1, batch.u2])
         targets = torch.cat([targets_x, targets_x, targets_u, targets_u])
     else:
@@ -142,12 +207,20 @@ def train_step(
         targets = torch.cat([targets_x, targets_x])
 
     lam = mixup_coefficient(alpha, rng)
-    mixed_inputs, mixed_targets = mix(inputs, targets, lam, generator)
-    logits = net(mixed_inputs)
-    loss_x = labeled_loss(logits[: 2 * b], mixed_targets[: 2 * b])
-    loss_u = unlabeled_loss(logits[2 * b :], mixed_targets[2 * b :])
-    penalty = prior_penalty(logits, num_classes)
-    loss = loss_x + lambda_u * loss_u + penalty
+    if protocol == "clothing1m":
+        mixed_inputs, mixed_targets = mix(inputs, targets, lam, generator, keep=2 * b)
+        logits = logits_of(net, mixed_inputs, amp=amp)
+        loss_x = labeled_loss(logits, mixed_targets)
+        loss_u = logits.new_zeros(())
+        penalty = prior_penalty(logits, num_classes)
+        loss = loss_x + penalty
+    else:
+        mixed_inputs, mixed_targets = mix(inputs, targets, lam, generator)
+        logits = logits_of(net, mixed_inputs, amp=amp)
+        loss_x = labeled_loss(logits[: 2 * b], mixed_targets[: 2 * b])
+        loss_u = unlabeled_loss(logits[2 * b :], mixed_targets[2 * b :])
+        penalty = prior_penalty(logits, num_classes)
+        loss = loss_x + lambda_u * loss_u + penalty
 
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -162,9 +235,13 @@ def warmup_step(
     labels: torch.Tensor,
     *,
     conf_penalty: bool,
+    amp: bool = False,
 ) -> torch.Tensor:
-    """Plain cross-entropy on noisy labels (+ negative entropy if `conf_penalty`); returns (ce, penalty, loss)."""
-    logits = net(images)
+    """Plain cross-entropy on noisy labels (+ negative entropy if `conf_penalty`); returns (ce, penalty, loss).
+
+    `amp`: the forward pass under bf16 autocast, the losses in float32.
+    """
+    logits = logits_of(net, images, amp=amp)
     ce = F.cross_entropy(logits, labels)
     penalty = confidence_penalty(logits) if conf_penalty else ce.new_zeros(())
     loss = ce + penalty

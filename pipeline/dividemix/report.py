@@ -33,6 +33,7 @@ import pyarrow.dataset as ds  # noqa: E402
 
 from dividemix.evaluation import RunArtifacts, accuracy_curves, clean_mask, division_quality  # noqa: E402
 from dividemix.io import atomic_dir  # noqa: E402
+from dividemix.presets import find_preset, preset_differences  # noqa: E402
 
 DPI = 100
 HIST_BINS = 50
@@ -52,12 +53,15 @@ METRIC_KEYS = (
     "division_recall_last",
     "noise_rate_actual",
 )
-PARAM_KEYS = (
+PARAM_KEYS = (  # the keys the report prints; with them, `presets.find_preset` finds the run's paper cell
     "data.dataset",
     "noise.mode",
     "noise.rate",
     "noise.seed",
+    "noise.file",
+    "noise.key",
     "model.arch",
+    "train.protocol",
     "train.epochs",
     "train.warmup_epochs",
     "train.lambda_u",
@@ -123,7 +127,10 @@ def setting_rows(params: dict[str, Any], summary: dict[str, Any]) -> list[tuple[
             "Actual noise rate (wrong labels)",
             f"{format_percent(summary['noise_rate_actual'])} ({summary['n_wrong']} of {summary['n_train']})",
         ),
+        *([("Noisy labels (noise.file, noise.key)", f"{params['noise.file']}, key {params['noise.key']}")]
+          if params["noise.mode"] == "file" else []),
         ("Model (model.arch)", str(params["model.arch"])),
+        ("Training protocol (train.protocol)", str(params["train.protocol"])),
         ("Epochs (train.epochs)", f"{epochs} ({warmup} warm-up + {epochs - warmup} DivideMix)"),
         ("Warm-up epochs (train.warmup_epochs)", str(warmup)),
         ("Unlabeled loss weight λu (train.lambda_u)", str(params["train.lambda_u"])),
@@ -155,6 +162,47 @@ RESULTS_NOTE = (
     f"clean probability for the true clean mask. {UNDEFINED}: undefined for this run (e.g. the AUC "
     f"when no label is wrong); {NOT_APPLICABLE}: does not apply."
 )
+
+
+NO_PAPER_CELL = "No paper cell for this setting (the paper reports CIFAR-10/100 sym 20-90% and asym 40%, " \
+    "CIFAR-N, Clothing1M and WebVision)."
+PAPER_HEADER = ("", "This run", "Paper")
+
+
+@dataclass(frozen=True)
+class PaperComparison:
+    """The paper's number for the run's cell beside the run's own, or a note that there is none."""
+
+    preset: str | None
+    rows: list[tuple[str, str, str]]
+    note: str
+
+
+def _paper_percent(value: float | None) -> str:
+    return "not reported" if value is None else f"{value:.2f}%"
+
+
+def paper_comparison(params: dict[str, Any], metrics: dict[str, Any]) -> PaperComparison:
+    """Best and last of this run against the paper's cell (`presets.find_preset`), when there is one.
+
+    The paper's "last" is the mean of the last 10 epochs: compared with `test_acc_last10`.
+    """
+    preset = find_preset(params)
+    if preset is None:
+        return PaperComparison(None, [], NO_PAPER_CELL)
+    rows = [
+        ("Best test accuracy", format_percent(metrics["test_acc_best"]), _paper_percent(preset.paper_best)),
+        ("Last: mean test accuracy of the last 10 epochs", format_percent(metrics["test_acc_last10"]),
+         _paper_percent(preset.paper_last)),
+    ]
+    note = f"Paper cell: preset {preset.name} ({preset.description}); `dividemix preset show {preset.name}`."
+    differences = preset_differences(params, preset.name)
+    if differences:
+        listed = ", ".join(f"{key} {value} (preset {wanted})" for key, value, wanted in differences)
+        note += f" This run departs from the preset in: {listed}."
+    else:
+        note += " This run uses the preset's values for every parameter the report reads."
+    return PaperComparison(preset.name, rows, note)
 
 
 # ----------------------------------------------------------------------------------- figures
@@ -371,12 +419,15 @@ def _md_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]
 
 
 def render_markdown(title: str, setting: list[tuple[str, str]], results: list[tuple[str, str, str]],
-                    figures: list[ReportFigure]) -> str:
+                    figures: list[ReportFigure], paper: PaperComparison) -> str:
     lines = [f"# {title}", "", "## Setting", ""]
     lines += _md_table(("Parameter", "Value"), setting)
     lines += ["", "## Results", ""]
     lines += _md_table(RESULTS_HEADER, results)
-    lines += ["", RESULTS_NOTE, "", "## Figures", ""]
+    lines += ["", RESULTS_NOTE, "", "## Against the paper", ""]
+    if paper.rows:
+        lines += _md_table(PAPER_HEADER, paper.rows) + [""]
+    lines += [paper.note, "", "## Figures", ""]
     for figure in figures:
         lines += [f"### {figure.title}", "", f"![{figure.title}](figures/{figure.name})", "", figure.caption, ""]
     return "\n".join(lines)
@@ -419,7 +470,7 @@ def _html_figure(figure: ReportFigure) -> list[str]:
 
 
 def render_html(title: str, setting: list[tuple[str, str]], results: list[tuple[str, str, str]],
-                figures: list[ReportFigure]) -> str:
+                figures: list[ReportFigure], paper: PaperComparison) -> str:
     esc = html.escape
     lines = [
         "<!DOCTYPE html>",
@@ -436,7 +487,10 @@ def render_html(title: str, setting: list[tuple[str, str]], results: list[tuple[
     lines += _html_table(None, setting, numeric=False)
     lines.append("<h2>Results</h2>")
     lines += _html_table(RESULTS_HEADER, results, numeric=True)
-    lines += [f'<p class="note">{esc(RESULTS_NOTE)}</p>', "<h2>Figures</h2>"]
+    lines += [f'<p class="note">{esc(RESULTS_NOTE)}</p>', "<h2>Against the paper</h2>"]
+    if paper.rows:
+        lines += _html_table(PAPER_HEADER, paper.rows, numeric=True)
+    lines += [f'<p class="note">{esc(paper.note)}</p>', "<h2>Figures</h2>"]
     for figure in figures:
         lines += _html_figure(figure)
     lines += ["</body>", "</html>", ""]
@@ -477,7 +531,8 @@ def build_report(
     title = report_title(config_params)
     setting = setting_rows(config_params, noise_summary)
     results = results_rows(metrics)
-    markdown = render_markdown(title, setting, results, figures)
-    page = render_html(title, setting, results, figures)
+    paper = paper_comparison(config_params, metrics)
+    markdown = render_markdown(title, setting, results, figures, paper)
+    page = render_html(title, setting, results, figures, paper)
     with atomic_dir(out) as folder:
         write_report_folder(folder, markdown, page, figures)

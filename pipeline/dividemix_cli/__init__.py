@@ -9,6 +9,7 @@ the handlers, so `dividemix --help` answers at once.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from dividemix_cli import audit, flows, presets
@@ -33,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `dividemix diff A B | head`: the reader left, nothing to report
+        # Python's own flush at exit would fail again on the closed pipe: point stdout at devnull.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (CliError, ValueError, OSError, RuntimeError) as exc:
         message = " ".join(str(exc).split())  # one line, whatever the library wrote
         print(f"dividemix {args.command}: error: {message}", file=sys.stderr)

@@ -1,5 +1,130 @@
-"""Subcommands of `dividemix` (placeholder: filled in by its owner)."""
+"""Audit subcommands of `dividemix`: diff (two runs' divisions), trace (one sample), export (cleaned labels).
+
+The work is done by `dividemix.audit`; this module parses the arguments, prints and writes.
+A source is a run folder (a pipeline root with artifacts/ and data/, or its artifacts/ folder), a
+git revision or a DVC experiment name of the repository `--repo` (default: the current directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dividemix_cli.errors import CliError
 
 
 def register(subparsers) -> None:
-    pass
+    diff = subparsers.add_parser(
+        "diff",
+        help="compare the per-epoch divisions of two runs",
+        description="Compare run B's divisions with run A's, per common epoch and network: labeled-set sizes, "
+        "Jaccard overlap, samples that moved, clean-probability shift and (when the true labels are at hand) "
+        "precision, recall and AUC of each side.",
+    )
+    diff.add_argument("a", metavar="A", help="run folder, git revision or DVC experiment")
+    diff.add_argument("b", metavar="B", help="run folder, git revision or DVC experiment")
+    diff.add_argument("--by-class", action="store_true", help="add a per-class breakdown (by noisy label)")
+    diff.add_argument("--epochs", help="compare only these epochs: 12, 12,15 or 10-20")
+    diff.add_argument("--out", type=Path, help="write the per-sample differences to FILE.parquet")
+    diff.add_argument("--html", type=Path, help="write a self-contained HTML page with plots to FILE")
+    diff.add_argument("--repo", default=".", help="the git + DVC repository revisions are read from (default: .)")
+    diff.set_defaults(func=run_diff)
+
+    trace = subparsers.add_parser(
+        "trace",
+        help="one sample's division history",
+        description="Per network and epoch: loss, normalised loss, clean probability and labeled, of each SAMPLE.",
+    )
+    trace.add_argument("samples", metavar="SAMPLE", type=int, nargs="+",
+                       help="sample_index (position in the training split)")
+    where = trace.add_mutually_exclusive_group()
+    where.add_argument("--source", default=".", help="run folder, git revision or DVC experiment (default: .)")
+    where.add_argument("--rev", help="git revision or DVC experiment of --repo")
+    trace.add_argument("--repo", default=".", help="the git + DVC repository revisions are read from (default: .)")
+    trace.add_argument("--plot", type=Path, help="write a small plot to FILE.png")
+    trace.set_defaults(func=run_trace)
+
+    export = subparsers.add_parser(
+        "export",
+        help="the cleaned label set (kept, relabelled, distrusted)",
+        description="For each training sample: noisy label, ensemble prediction and confidence, final clean "
+        "probabilities and a decision. kept: the final division trusts the label (mean clean probability > "
+        "threshold) and the ensemble predicts it; relabelled: the division rejects it and the ensemble predicts "
+        "another class with confidence > threshold; distrusted: otherwise. Never reads the true labels.",
+    )
+    export.add_argument("--out", type=Path, required=True, help="a folder (Parquet and CSV), FILE.parquet or FILE.csv")
+    export.add_argument("--source", type=Path, default=Path("."), help="the run folder (default: .)")
+    export.add_argument("--threshold", type=float, help="default: the run's train.p_threshold")
+    export.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="where the networks run (default: auto)")
+    export.set_defaults(func=run_export)
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    from dividemix import audit
+
+    a = audit.open_source(args.a, repo=args.repo)
+    b = audit.open_source(args.b, repo=args.repo)
+    epochs = audit.parse_epochs(args.epochs) if args.epochs else None
+    if args.out is not None:
+        if args.out.suffix != ".parquet":
+            raise CliError(f"--out {args.out}: expected FILE.parquet")
+        with audit.PerSampleWriter(args.out) as writer:
+            result = audit.diff_runs(a, b, by_class=args.by_class, epochs=epochs, per_sample=writer)
+    else:
+        result = audit.diff_runs(a, b, by_class=args.by_class, epochs=epochs)
+    print("\n".join(audit.diff_header(result)))
+    print()
+    print(audit.text_table(result.summary[audit.summary_columns(result)]))
+    if result.by_class is not None:
+        print()
+        print("per class (noisy label):")
+        print(audit.text_table(result.by_class))
+    if args.out is not None:
+        print(f"\nper-sample differences: {args.out}")
+    if args.html is not None:
+        from dividemix.io import write_text_atomic
+
+        write_text_atomic(args.html, audit.diff_html(result))
+        print(f"page: {args.html}")
+    return 0
+
+
+def run_trace(args: argparse.Namespace) -> int:
+    from dividemix import audit
+
+    source = audit.open_source(args.rev or args.source, repo=args.repo)
+    frame = audit.trace_samples(source, args.samples)
+    truth = audit.sample_truth(source, args.samples) or {}
+    threshold = audit.division_threshold(audit.recorded_params(source))
+    epochs = sorted(frame["epoch"].unique())
+    print(f"run: {source.name}; division epochs {audit.describe_epochs(epochs)} (warm-up epochs have no division); "
+          f"labeled = clean_prob > {threshold}")
+    for sample, rows in frame.groupby("sample_index", sort=True):
+        noisy = int(rows["noisy_label"].iloc[0])
+        known = ""
+        if sample in truth:
+            known = f"; true label {truth[sample]} ({'correct' if truth[sample] == noisy else 'wrong'})"
+        print(f"\nsample {sample}: noisy label {noisy}{known}")
+        print(audit.text_table(rows[["net", "epoch", "loss", "loss_norm", "clean_prob", "labeled"]]))
+    if args.plot is not None:
+        from dividemix.io import write_atomic
+
+        png = audit.trace_plot(frame, threshold)
+        write_atomic(args.plot, lambda tmp: tmp.write_bytes(png))
+        print(f"\nplot: {args.plot}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from dividemix import audit
+
+    audit.export_targets(args.out)  # a bad --out fails before the networks are loaded
+    frame, info = audit.cleaned_labels(args.source, threshold=args.threshold, device=args.device)
+    written = audit.write_export(frame, args.out, info)
+    counts = ", ".join(f"{name} {count}" for name, count in info["counts"].items())
+    print(f"final division: epoch {info['epoch']}; threshold {info['threshold']}; {counts} of {len(frame)}")
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+

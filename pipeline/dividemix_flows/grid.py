@@ -1,0 +1,97 @@
+"""A sweep's grid: `--set key=v1,v2,...` options, their product, and checks before any run.
+
+Values are typed as DVC will type them (`dvc exp run -S key=value` parses with Hydra's override
+grammar), then each point's full parameter set is validated by the pipeline's own schema
+(`dividemix.config.parse_config`), so a bad value is a one-line error before anything starts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+KEY = re.compile(r"^[A-Za-z_][\w]*\.[A-Za-z_][\w]*$")
+
+
+def parse_grid(options: list[str]) -> dict[str, list[str]]:
+    """{"noise.rate": ["0.2", "0.5"], ...} from ["noise.rate=0.2,0.5", ...], in the given order."""
+    if not options:
+        raise ValueError("no grid: give at least one --set KEY=V1,V2,... (e.g. --set noise.rate=0.2,0.5,0.8)")
+    grid: dict[str, list[str]] = {}
+    for option in options:
+        key, sep, values = option.partition("=")
+        key = key.strip()
+        if not sep or not values.strip():
+            raise ValueError(f"--set {option!r}: expected KEY=V1,V2,... (e.g. noise.rate=0.2,0.5)")
+        if not KEY.match(key):
+            raise ValueError(f"--set {option!r}: the key must be SECTION.NAME of params.yaml (e.g. noise.rate)")
+        if key in grid:
+            raise ValueError(f"--set: {key} given twice; list all its values in one --set")
+        items = [value.strip() for value in values.split(",")]
+        if any(not value for value in items):
+            raise ValueError(f"--set {option!r}: empty value in the list")
+        if len(set(items)) != len(items):
+            raise ValueError(f"--set {option!r}: a value is listed twice")
+        grid[key] = items
+    return grid
+
+
+def grid_points(grid: dict[str, list[str]]) -> list[dict[str, str]]:
+    """Every combination, the last key varying fastest."""
+    keys = list(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[key] for key in keys))]
+
+
+def typed_value(key: str, value: str) -> Any:
+    """`value` as `dvc exp run -S key=value` will write it into params.yaml."""
+    try:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+    except ImportError:  # DVC installs Hydra; YAML is its close cousin for plain scalars
+        import yaml
+
+        return yaml.safe_load(value)
+    try:
+        override = OverridesParser.create().parse_override(f"{key}={value}")
+    except Exception as exc:  # Hydra's grammar errors are multi-line
+        raise ValueError(f"--set {key}={value}: not a value DVC can parse ({str(exc).splitlines()[0]})") from None
+    if override.is_sweep_override():
+        raise ValueError(f"--set {key}={value}: one plain value per list item (no ranges, choices or globs)")
+    return override.value()
+
+
+def validate_points(params_file: str | Path, points: list[dict[str, str]]) -> None:
+    """Raise ValueError (one line) if any point's parameters would be refused by the stages."""
+    import copy
+
+    import yaml
+    from dividemix.config import ConfigError, parse_config
+
+    params_file = Path(params_file)
+    try:
+        base = yaml.safe_load(params_file.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{params_file}: cannot read the parameters ({exc})") from None
+    for point in points:
+        raw = copy.deepcopy(base)
+        for key, value in point.items():
+            section, name = key.split(".")
+            if not isinstance(raw.get(section, {}), dict):
+                raise ValueError(f"--set {key}: {section} is not a section of {params_file}")
+            raw.setdefault(section, {})[name] = typed_value(key, value)
+        try:
+            parse_config(raw, source="sweep")
+        except ConfigError as exc:
+            message = str(exc).removeprefix("sweep: ")
+            for key, value in point.items():  # the message names the key at fault
+                if message.startswith(f"{key}: "):
+                    raise ValueError(f"--set {key}={value}: {message.removeprefix(f'{key}: ')}") from None
+            listed = ", ".join(f"{key}={value}" for key, value in point.items())
+            raise ValueError(f"sweep point {listed}: {message}") from None
+
+
+def point_name(prefix: str, index: int, point: dict[str, str]) -> str:
+    """An experiment name (a valid Git ref part): prefix, position, and the values, e.g. sweep-1-0.2-sym."""
+    values = "-".join(re.sub(r"[^A-Za-z0-9.]+", "_", value) for value in point.values())
+    return f"{prefix}-{index}-{values}".strip("-.")[:100]

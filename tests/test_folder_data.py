@@ -1,0 +1,241 @@
+"""Your own data (data.dataset: folder): images on disk plus list files, as Clothing1M.
+
+Tiny PNGs written by the tests; the training labels are the given (noisy) ones, so there is no
+training truth, and the noise stage only accepts modes none and file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+from torchvision.transforms.v2 import functional as tvf
+
+from conftest import run_stage_script, tiny_params, write_params
+from dividemix.config import ConfigError, parse_config
+from dividemix.data import (
+    TRAIN_GIVEN,
+    TRAIN_TRUTH,
+    DataSourceError,
+    FolderSpec,
+    has_truth,
+    load_test_set,
+    load_train_given_labels,
+    load_train_images,
+    load_train_truth,
+    load_val_set,
+    prepare_dataset,
+    read_meta,
+    resolve_spec,
+)
+from dividemix.noise import noisy_label_file
+
+SIZE = 8
+TRAIN = [("a/0.png", 0), ("a/1.png", 1), ("b/2 with space.png", 2), ("b/3.png", 0), ("c/4.png", 1), ("c/5.png", 2)]
+VAL = [("v/0.png", 1), ("v/1.png", 2), ("v/2.png", 0)]
+TEST = [("t/0.png", 2), ("t/1.png", 0), ("t/2.png", 1)]
+
+
+def write_image(path: Path, seed: int) -> np.ndarray:
+    """A random RGB image of an odd size (HWC uint8), saved as PNG; every 4th one grayscale."""
+    rng = np.random.default_rng(seed)
+    h, w = 9 + seed % 5, 11 + seed % 3
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if seed % 4 == 3:
+        gray = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        Image.fromarray(gray, mode="L").save(path)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(path)
+    return rgb
+
+
+def expected(rgb: np.ndarray) -> np.ndarray:
+    return tvf.resize(torch.from_numpy(rgb).permute(2, 0, 1), [SIZE, SIZE], antialias=True).numpy()
+
+
+def write_list(path: Path, entries) -> Path:
+    path.write_text("".join(f"{p} {label}\n" for p, label in entries))
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """root/ with the images, lists/ with the three list files; returns (tmp_path, decoded images)."""
+    root = tmp_path / "images"
+    pixels = {}
+    for seed, (rel, _) in enumerate(TRAIN + VAL + TEST):
+        pixels[rel] = write_image(root / rel, seed)
+    (tmp_path / "lists").mkdir()
+    write_list(tmp_path / "lists" / "train.txt", TRAIN)
+    (tmp_path / "lists" / "val.txt").write_text("# clean validation\n\n" + "".join(f"{p} {l}\n" for p, l in VAL))
+    write_list(tmp_path / "lists" / "test.txt", TEST)
+    return tmp_path, pixels
+
+
+def config(base: Path, **overrides):
+    keys = {
+        "data.dataset": "folder", "data.root": str(base / "images"), "data.train_list": str(base / "lists" / "train.txt"),
+        "data.val_list": str(base / "lists" / "val.txt"), "data.test_list": str(base / "lists" / "test.txt"),
+        "data.image_size": SIZE, "noise.mode": "none",
+    }
+    keys.update(overrides)
+    return parse_config(tiny_params(**keys))
+
+
+# ------------------------------------------------------------------------------------- prepare
+def test_folder_prepares_resized_uint8_arrays_without_truth(folder):
+    base, pixels = folder
+    out = base / "prepared"
+    meta = prepare_dataset(config(base).data, out)
+
+    train = load_train_images(out)
+    assert train.shape == (6, 3, SIZE, SIZE) and train.dtype == np.uint8
+    for i, (rel, _) in enumerate(TRAIN):
+        np.testing.assert_array_equal(train[i], expected(pixels[rel]))
+    np.testing.assert_array_equal(load_train_given_labels(out), [label for _, label in TRAIN])
+    assert not (out / TRAIN_TRUTH).exists() and (out / TRAIN_GIVEN).exists()
+    test_x, test_y = load_test_set(out)
+    np.testing.assert_array_equal(test_x[1], expected(pixels["t/1.png"]))
+    np.testing.assert_array_equal(test_y, [2, 0, 1])
+    val_x, val_y = load_val_set(out)
+    assert val_x.shape == (3, 3, SIZE, SIZE)
+    np.testing.assert_array_equal(val_y, [1, 2, 0])
+
+    assert meta == read_meta(out, dataset="folder")
+    assert (meta["has_truth"], meta["has_val"], meta["n_train"], meta["n_val"], meta["n_test"]) == (False, True, 6, 3, 3)
+    assert meta["num_classes"] == 3 and meta["classes"] == ["0", "1", "2"]
+    assert meta["image_shape"] == [3, SIZE, SIZE] and meta["pixel_scale"] == 255.0
+    pixels_01 = train.astype(np.float64) / 255
+    np.testing.assert_allclose(meta["mean"], pixels_01.mean(axis=(0, 2, 3)), atol=1e-6)
+    np.testing.assert_allclose(meta["std"], pixels_01.std(axis=(0, 2, 3)), atol=1e-6)
+    assert has_truth(out) is False
+    with pytest.raises(ValueError, match="truth of a 'folder' data set is unknown"):
+        load_train_truth(out)
+
+
+def test_resolve_spec_takes_classes_and_statistics_from_meta(folder):
+    base, _ = folder
+    meta = prepare_dataset(config(base).data, base / "prepared")
+    spec = resolve_spec("folder", meta)
+    assert isinstance(spec, FolderSpec)
+    assert (spec.num_classes, spec.classes) == (3, ("0", "1", "2"))
+    assert spec.mean == tuple(meta["mean"]) and spec.std == tuple(meta["std"])
+    assert spec.pixel_scale == 255.0 and spec.hflip and spec.crop_padding == 1 and spec.asym_map is None
+    with pytest.raises(ValueError, match="prepared data set is 'folder' but data.dataset is 'cifar10'"):
+        resolve_spec("cifar10", meta)
+
+
+def test_classes_file_names_the_classes(folder):
+    base, _ = folder
+    (base / "images" / "classes.txt").write_text("cat\ndog\nbird\nfish\n")
+    meta = prepare_dataset(config(base, **{"data.val_list": None}).data, base / "prepared")
+    assert meta["classes"] == ["cat", "dog", "bird", "fish"] and meta["num_classes"] == 4
+    assert meta["has_val"] is False and load_val_set(base / "prepared") is None
+    assert np.load(base / "prepared" / "val_images.npy").shape == (0, 3, SIZE, SIZE)  # always there, empty
+
+
+# -------------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    ("list_text", "fragment"),
+    [
+        ("a/0.png 0\nmissing.png 1\n", "train.txt:2: image"),
+        ("a/0.png 0\na/1.png\n", "train.txt:2: malformed line"),
+        ("a/0.png 0\n\na/1.png one\n", "train.txt:3: malformed line"),
+        ("a/0.png -1\n", "train.txt:1: label -1 is negative"),
+        ("../images/a/0.png 0\n", "train.txt:1: image path '../images/a/0.png' must be relative"),
+        ("a/0.png 0\nbroken.png 1\n", "train.txt:2: cannot read image"),
+        ("# nothing\n", "train.txt: no images listed"),
+    ],
+)
+def test_bad_train_lists_are_one_line_errors_with_file_and_line(folder, list_text, fragment):
+    base, _ = folder
+    (base / "images" / "broken.png").write_text("not a png")
+    (base / "lists" / "train.txt").write_text(list_text)
+    with pytest.raises(DataSourceError) as info:
+        prepare_dataset(config(base).data, base / "prepared")
+    message = str(info.value)
+    assert "\n" not in message and fragment in message, message
+
+
+def test_label_out_of_range_of_the_classes_file(folder):
+    base, _ = folder
+    (base / "images" / "classes.txt").write_text("cat\ndog\n")
+    with pytest.raises(DataSourceError) as info:
+        prepare_dataset(config(base).data, base / "prepared")
+    assert "train.txt:3: label 2 out of range [0, 2)" in str(info.value)
+
+
+def test_missing_list_file(folder):
+    base, _ = folder
+    with pytest.raises(DataSourceError, match="nope.txt: list file not found"):
+        prepare_dataset(config(base, **{"data.test_list": str(base / "nope.txt")}).data, base / "prepared")
+
+
+@pytest.mark.parametrize(
+    ("keys", "named", "fragment"),
+    [
+        ({"data.root": None}, "data.root", "required when data.dataset is 'folder'"),
+        ({"data.train_list": None}, "data.train_list", "required"),
+        ({"data.test_list": None}, "data.test_list", "required"),
+        ({"data.image_size": None}, "data.image_size", "required"),
+        ({"noise.mode": "sym"}, "noise.mode", "allowed: none, file"),
+        ({"noise.mode": "asym"}, "noise.mode", "allowed: none, file"),
+        ({"noise.mode": "sym_true"}, "noise.mode", "allowed: none, file"),
+    ],
+)
+def test_folder_config_errors(tmp_path, keys, named, fragment):
+    with pytest.raises(ConfigError) as info:
+        config(tmp_path, **keys)
+    message = str(info.value)
+    assert "\n" not in message and named in message and fragment in message, message
+
+
+# ---------------------------------------------------------------------------------- noise stage
+def test_noise_mode_none_keeps_the_given_labels_and_reports_no_rate(folder):
+    base, _ = folder
+    prepare_dataset(config(base).data, base / "prepared")
+    out = base / "noisy.parquet"
+    summary = noisy_label_file(dataset="folder", prepared=base / "prepared", out=out, mode="none", rate=0.5, seed=1)
+    np.testing.assert_array_equal(pq.read_table(out).column("noisy_label").to_numpy(), [label for _, label in TRAIN])
+    assert summary["n_train"] == 6 and summary["n_wrong"] is None and summary["noise_rate_actual"] is None
+    json.dumps(summary)
+    with pytest.raises(ValueError, match="allowed: none, file"):
+        noisy_label_file(dataset="folder", prepared=base / "prepared", out=out, mode="sym", rate=0.5, seed=1)
+
+
+def test_noise_mode_file_replaces_the_given_labels(folder):
+    base, _ = folder
+    prepare_dataset(config(base).data, base / "prepared")
+    labels = np.array([2, 2, 1, 1, 0, 0])
+    pd.DataFrame({"sample_index": np.arange(6), "label": labels}).to_parquet(base / "l.parquet")
+    summary = noisy_label_file(dataset="folder", prepared=base / "prepared", out=base / "n.parquet", mode="file",
+                               rate=0.5, seed=1, file=base / "l.parquet")
+    np.testing.assert_array_equal(pq.read_table(base / "n.parquet").column("noisy_label").to_numpy(), labels)
+    assert summary["n_wrong"] is None
+
+
+def test_download_stage_for_a_folder(folder):
+    """The stage script: a good run, then a bad list (exit 2, one line with file and line, old output kept)."""
+    base, _ = folder
+    params = tiny_params(**{
+        "data.dataset": "folder", "data.root": "images", "data.train_list": "lists/train.txt",
+        "data.val_list": "lists/val.txt", "data.test_list": "lists/test.txt", "data.image_size": SIZE, "noise.mode": "none",
+    })
+    write_params(base / "params.yaml", params)
+    result = run_stage_script("download", ["--out", "data/prepared"], cwd=base)
+    assert "folder: 6 train / 3 val / 3 test images" in result.stdout
+    before = (base / "data" / "prepared" / "meta.json").read_bytes()
+
+    (base / "lists" / "test.txt").write_text("t/0.png 2\nt/9.png 1\n")
+    result = run_stage_script("download", ["--out", "data/prepared"], cwd=base, check=False)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "lists/test.txt:2: image images/t/9.png not found" in lines[0], lines
+    assert (base / "data" / "prepared" / "meta.json").read_bytes() == before

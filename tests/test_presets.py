@@ -1,0 +1,325 @@
+"""The paper's presets: their values, validation, `paper_result`, and the `dividemix preset` commands."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+from dividemix.config import ConfigError, parse_config
+from dividemix.presets import (
+    CELL_KEYS,
+    PRESETS,
+    TABLES,
+    apply_overrides,
+    find_preset,
+    get_preset,
+    paper_result,
+    preset_config,
+    preset_differences,
+    presets_in_table,
+)
+from dividemix_cli import main as cli
+from dividemix_cli.presets import apply_to_text, format_value
+
+DEFAULT_PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+# Folder presets leave the user's image root and lists to them: placeholders for the schema check.
+FOLDER_PLACEHOLDERS = {"data.root": "data/images", "data.train_list": "train.txt", "data.val_list": "val.txt",
+                       "data.test_list": "test.txt"}
+FOLDER_SETS = [f"--set={key}={value}" for key, value in FOLDER_PLACEHOLDERS.items()]
+
+
+def with_placeholders(name: str) -> dict:
+    return FOLDER_PLACEHOLDERS if get_preset(name).overrides["data.dataset"] == "folder" else {}
+
+
+def test_the_expected_presets_exist():
+    assert list(PRESETS) == [
+        "cifar10-sym20", "cifar10-sym50", "cifar10-sym80", "cifar10-sym90", "cifar10-asym40",
+        "cifar100-sym20", "cifar100-sym50", "cifar100-sym80", "cifar100-sym90",
+        "cifar10n-aggre", "cifar10n-rand1", "cifar10n-worst", "cifar100n", "clothing1m", "webvision",
+    ]
+    assert TABLES == ("cifar", "cifar-n", "clothing1m", "webvision")
+    assert len(presets_in_table("cifar")) == 9
+
+
+@pytest.mark.parametrize(
+    "name, lambda_u, p_threshold, warmup, history, penalty, best, last",
+    [
+        ("cifar10-sym20", 0.0, 0.5, 10, 1, False, 96.1, 95.7),
+        ("cifar10-sym50", 25.0, 0.5, 10, 1, False, 94.6, 94.4),
+        ("cifar10-sym80", 25.0, 0.5, 10, 1, False, 93.2, 92.9),
+        ("cifar10-sym90", 50.0, 0.6, 10, 5, False, 76.0, 75.4),
+        ("cifar10-asym40", 0.0, 0.5, 10, 1, True, 93.4, 92.1),
+        ("cifar100-sym20", 25.0, 0.5, 30, 1, False, 77.3, 76.9),
+        ("cifar100-sym50", 150.0, 0.5, 30, 1, False, 74.6, 74.2),
+        ("cifar100-sym80", 150.0, 0.5, 30, 1, False, 60.2, 59.6),
+        ("cifar100-sym90", 150.0, 0.6, 30, 5, False, 31.5, 31.0),
+    ],
+)
+def test_cifar_cells_follow_the_paper(name, lambda_u, p_threshold, warmup, history, penalty, best, last):
+    preset = get_preset(name)
+    o = preset.overrides
+    assert (o["train.lambda_u"], o["train.p_threshold"], o["train.warmup_epochs"]) == (lambda_u, p_threshold, warmup)
+    assert (o["train.loss_history"], o["train.conf_penalty"]) == (history, penalty)
+    assert o["model.arch"] == "preact_resnet18" and o["train.epochs"] == 300 and o["train.lr"] == 0.02
+    assert o["train.lr_drop_epoch"] == 150 and o["train.batch_size"] == 64 and o["train.rampup_epochs"] == 16
+    assert o["train.amp"] is True and o["train.channels_last"] is True
+    assert (preset.paper_best, preset.paper_last) == (best, last)
+
+
+def test_real_noise_presets():
+    worst = get_preset("cifar10n-worst").overrides
+    assert (worst["noise.mode"], worst["noise.file"], worst["noise.key"]) == ("file", "labels/CIFAR-10_human.pt",
+                                                                             "worse_label")
+    assert get_preset("cifar10n-aggre").overrides["noise.key"] == "aggre_label"
+    assert get_preset("cifar10n-rand1").overrides["noise.key"] == "random_label1"
+    c100n = get_preset("cifar100n").overrides
+    assert (c100n["data.dataset"], c100n["noise.file"], c100n["noise.key"]) == ("cifar100", "labels/CIFAR-100_human.pt",
+                                                                                "noisy_label")
+    assert c100n["train.warmup_epochs"] == 30
+    assert [get_preset(n).paper_best for n in ("cifar10n-aggre", "cifar10n-rand1", "cifar10n-worst", "cifar100n")] == \
+        [95.01, 95.16, 92.56, 71.13]
+    clothing = get_preset("clothing1m").overrides
+    assert (clothing["model.arch"], clothing["train.protocol"], clothing["train.lr"], clothing["train.batch_size"],
+            clothing["train.weight_decay"], clothing["train.alpha"], clothing["train.lambda_u"],
+            clothing["train.epochs"], clothing["train.lr_drop_epoch"], clothing["train.conf_penalty"]) == \
+        ("resnet50", "clothing1m", 0.002, 32, 0.001, 0.5, 0.0, 80, 40, True)
+    web = get_preset("webvision").overrides
+    assert (web["model.arch"], web["train.lr"], web["model.pretrained"]) == ("inception_resnet_v2", 0.01, None)
+    assert (get_preset("clothing1m").paper_best, get_preset("webvision").paper_best) == (74.76, 77.32)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_validates_against_the_default_params(name: str):
+    config = preset_config(apply_overrides(DEFAULT_PARAMS, with_placeholders(name)), name)
+    dumped = config.model_dump()
+    for key, value in get_preset(name).overrides.items():  # every override is a key of the right type
+        section, field = key.split(".")
+        assert dumped[section][field] == value, key
+
+
+@pytest.mark.parametrize("first", ["clothing1m", "cifar10n-worst", "cifar10-asym40"])
+def test_presets_apply_over_one_another(first: str):
+    """Each preset resets what another one set (folder keys, label file), so any order validates."""
+    raw = apply_overrides(DEFAULT_PARAMS, get_preset(first).overrides | with_placeholders(first))
+    parse_config(raw)
+    for name in PRESETS:
+        preset_config(apply_overrides(raw, with_placeholders(name)), name)
+
+
+def test_folder_presets_without_the_users_paths_are_refused():
+    with pytest.raises(ConfigError, match="data.root: required"):
+        preset_config(DEFAULT_PARAMS, "clothing1m")
+
+
+def test_unknown_preset_lists_the_allowed_names():
+    with pytest.raises(ValueError, match=r"unknown preset 'cifar10-sym30'; allowed: cifar10-sym20, .*webvision"):
+        get_preset("cifar10-sym30")
+    with pytest.raises(ValueError, match="unknown table"):
+        presets_in_table("imagenet")
+
+
+# --------------------------------------------------------------------------------- lookup
+def cell(**dotted) -> dict:
+    base = {"data.dataset": "cifar10", "noise.mode": "sym", "noise.rate": 0.5, "noise.file": None,
+            "noise.key": None, "train.protocol": "cifar", "model.arch": "preact_resnet18"}
+    return base | dotted
+
+
+def test_paper_result_finds_each_presets_own_cell():
+    for preset in PRESETS.values():
+        params = {key: preset.overrides.get(key) for key in CELL_KEYS}
+        assert paper_result(params) == (preset.name, preset.paper_best, preset.paper_last)
+
+
+def test_paper_result_matches_the_setting_not_the_hyper_parameters():
+    assert paper_result(cell()) == ("cifar10-sym50", 94.6, 94.4)
+    assert paper_result(cell(**{"model.arch": "cnn_small"})) == ("cifar10-sym50", 94.6, 94.4)
+    assert paper_result(cell(**{"noise.rate": 0.50000000001}))[0] == "cifar10-sym50"
+    assert paper_result(cell(**{"data.dataset": "cifar100", "noise.rate": 0.9})) == ("cifar100-sym90", 31.5, 31.0)
+    # the CIFAR-N release wherever it is kept, told apart by its key
+    worst = cell(**{"noise.mode": "file", "noise.file": "/data/CIFAR-10_human.pt", "noise.key": "worse_label"})
+    assert paper_result(worst) == ("cifar10n-worst", 92.56, None)
+    folder = cell(**{"data.dataset": "folder", "noise.mode": "none", "train.protocol": "clothing1m"})
+    assert paper_result(folder | {"model.arch": "resnet50"})[0] == "clothing1m"
+    assert paper_result(folder | {"model.arch": "inception_resnet_v2"})[0] == "webvision"
+
+
+@pytest.mark.parametrize("dotted", [
+    {"noise.rate": 0.4},  # no sym 40% cell
+    {"data.dataset": "digits"},
+    {"noise.mode": "sym_true"},  # the appendix's variant, not in the table
+    {"noise.mode": "asym", "noise.rate": 0.2},
+    {"data.dataset": "cifar100", "noise.mode": "asym", "noise.rate": 0.4},  # no CIFAR-100 asym cell
+    {"train.protocol": "clothing1m"},
+    {"noise.mode": "file", "noise.file": "labels/CIFAR-10_human.pt", "noise.key": "random_label2"},
+    {"noise.mode": "none"},
+])
+def test_paper_result_is_none_off_the_table(dotted):
+    assert paper_result(cell(**dotted)) is None
+
+
+def test_find_preset_accepts_a_config():
+    config = preset_config(DEFAULT_PARAMS, "cifar10-asym40")
+    assert find_preset(config).name == "cifar10-asym40"
+    assert preset_differences(config, "cifar10-asym40") == []
+    shorter = parse_config(apply_overrides(config.model_dump(mode="json"), {"train.epochs": 30}))
+    assert preset_differences(shorter, "cifar10-asym40") == [("train.epochs", 30, 300)]
+    assert preset_differences({"train.epochs": 30, "train.lambda_u": 0.0}, "cifar10-asym40") == [
+        ("train.epochs", 30, 300)]
+
+
+# ------------------------------------------------------------------------------- CLI: apply
+COMMENTED = """\
+# my experiment
+data:
+  dataset: digits   # which data
+noise:
+  mode: sym
+  rate: 0.5         # the rate
+model:
+  arch: cnn_small
+train:
+  epochs: 30
+  lambda_u: 25.0    # after the ramp
+"""
+
+
+def test_apply_to_text_keeps_comments_and_adds_missing_keys():
+    text = apply_to_text(COMMENTED, {"noise.rate": 0.8, "train.lambda_u": 150.0, "train.amp": True,
+                                     "ablation.co_divide": True})
+    assert "# my experiment" in text and "# which data" in text and "# the rate" in text and "# after the ramp" in text
+    loaded = yaml.safe_load(text)
+    assert loaded["noise"]["rate"] == 0.8 and loaded["train"]["lambda_u"] == 150.0 and loaded["train"]["amp"] is True
+    assert loaded["ablation"] == {"co_divide": True}
+    assert loaded["train"]["epochs"] == 30 and loaded["data"]["dataset"] == "digits"
+
+
+def test_apply_writes_exactly_the_overrides_and_validates(tmp_path: Path, capsys):
+    params = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params)
+    before = yaml.safe_load(params.read_text())
+    assert cli(["preset", "apply", "cifar100-sym90", "--params", str(params)]) == 0
+    after = yaml.safe_load(params.read_text())
+    overrides = get_preset("cifar100-sym90").overrides
+    assert after == apply_overrides(before, overrides)  # those keys, and nothing else, changed
+    assert "# DivideMix pipeline parameters" in params.read_text()  # comments survive
+    assert "# weight of the unlabeled loss after the ramp" in params.read_text()
+    parse_config(after)
+    assert "preset cifar100-sym90 applied" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # no temporary file left
+
+
+def test_apply_refuses_an_invalid_result_and_writes_nothing(tmp_path: Path, capsys):
+    params = tmp_path / "params.yaml"
+    text = (REPO / "params.yaml").read_text().replace("  seed: 123", "  seed: 123\n  bogus: 1")
+    params.write_text(text)
+    assert cli(["preset", "apply", "cifar10-sym50", "--params", str(params)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train.bogus: unknown key" in err[0]
+    assert params.read_text() == text
+
+
+def test_apply_with_the_users_keys(tmp_path: Path, capsys):
+    params = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params)
+    text = params.read_text()
+    assert cli(["preset", "apply", "clothing1m", "--params", str(params)]) == 2  # no data.root yet
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data.root: required" in err[0] and "--set KEY=VALUE" in err[0]
+    assert params.read_text() == text
+    assert cli(["preset", "apply", "clothing1m", "--params", str(params), *FOLDER_SETS,
+                "--set", "train.seed=7"]) == 0
+    after = yaml.safe_load(params.read_text())
+    assert after["data"]["root"] == "data/images" and after["train"]["seed"] == 7
+    assert after["model"]["arch"] == "resnet50" and after["train"]["lr"] == 0.002
+    assert cli(["preset", "apply", "clothing1m", "--params", str(params), "--set", "root=/x"]) == 2
+    assert "expected section.key=value" in capsys.readouterr().err
+
+
+def test_unknown_preset_is_a_one_line_error(capsys):
+    assert cli(["preset", "show", "cifar10-sym30"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown preset 'cifar10-sym30'; allowed: cifar10-sym20" in err[0]
+
+
+def test_list_and_show(capsys):
+    assert cli(["preset", "list"]) == 0
+    out = capsys.readouterr().out
+    for preset in PRESETS.values():
+        assert preset.name in out
+    assert "94.60" in out and "74.76" in out
+    assert cli(["preset", "show", "cifar10n-worst"]) == 0
+    out = capsys.readouterr().out
+    assert "noise.key: worse_label" in out and "92.56" in out and "closest paper cell, cifar10-sym50" in out
+
+
+# ------------------------------------------------------------------------------- CLI: queue
+def test_queue_dry_run_prints_one_command_per_cifar_cell(tmp_path: Path, capsys):
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    assert cli(["preset", "queue", "--table", "cifar", "--params", str(tmp_path / "params.yaml"),
+                "--run", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 10 and lines[-1] == "dvc queue start -j 1"
+    assert lines[3].startswith("dvc exp run --queue -n cifar10-sym90 -S data.dataset=cifar10 ")
+    assert "-S train.lambda_u=50.0" in lines[3] and "-S train.loss_history=5" in lines[3]
+    assert "-S model.pretrained=null" in lines[0] and "-S train.amp=true" in lines[0]
+    assert format_value(0.0005) == "0.0005" and format_value(False) == "false"
+
+
+def _git_dvc_env(root: Path) -> dict:
+    return dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        DVC_NO_ANALYTICS="1", DVC_SITE_CACHE_DIR=str(root / ".dvc-site"),
+        GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
+        GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com",
+    )
+
+
+def test_queue_creates_queued_dvc_experiments(tmp_path: Path, monkeypatch, capsys):
+    """In a fresh git + DVC repository with the pipeline committed (experiments need a commit)."""
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(REPO / "stages", root / "stages", ignore=ignore)
+    shutil.copytree(REPO / "pipeline", root / "pipeline", ignore=ignore)
+    env = _git_dvc_env(root)
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"],
+                    ["git", "commit", "-q", "-m", "pipeline"]):
+        subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(root)
+
+    assert cli(["preset", "queue", "--table", "cifar-n"]) == 0  # 4 presets: quicker than the 9 CIFAR cells
+    out = capsys.readouterr().out
+    assert "4 experiments queued" in out
+
+    status = subprocess.run(["dvc", "queue", "status"], cwd=root, env=env, capture_output=True, text=True)
+    assert status.returncode == 0, status.stderr
+    for name in ("cifar10n-aggre", "cifar10n-rand1", "cifar10n-worst", "cifar100n"):
+        assert name in status.stdout
+    assert status.stdout.count("Queued") == 4
+    # each queued experiment carries its preset: the params.yaml of DVC's queue entries, whose
+    # commit messages end in ":<name>" (the reflog of refs/exps/celery/stash)
+    log = subprocess.run(["git", "log", "-g", "--format=%H %gs", "refs/exps/celery/stash"], cwd=root, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    entries = {line.rsplit(":", 1)[1]: line.split()[0] for line in log.strip().splitlines()}
+    assert sorted(entries) == ["cifar100n", "cifar10n-aggre", "cifar10n-rand1", "cifar10n-worst"]
+    for name, commit in entries.items():
+        shown = subprocess.run(["git", "show", f"{commit}:params.yaml"], cwd=root, env=env, capture_output=True,
+                               text=True, check=True).stdout
+        config = parse_config(yaml.safe_load(shown))
+        assert find_preset(config) is not None and find_preset(config).name == name
+        assert preset_differences(config, name) == []
+    assert yaml.safe_load((root / "params.yaml").read_text()) == DEFAULT_PARAMS  # the workspace is untouched
