@@ -491,7 +491,7 @@ def make_dvc_repo(root: Path, params: Path) -> dict[str, str]:
         shutil.copy2(REPO / name, root / name)
     shutil.copy2(params, root / "params.yaml")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    for name in ("stages", "pipeline"):
+    for name in ("stages", "pipeline", "labels"):  # labels/: a dependency of the noise stage
         shutil.copytree(REPO / name, root / name, ignore=ignore)
     env = dict(
         os.environ,

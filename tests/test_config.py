@@ -118,6 +118,8 @@ BAD = [
     case("p-threshold-1", tiny_params(**{"train.p_threshold": 1.0}), "train.p_threshold", "less than 1"),
     case("dataset-mnist", tiny_params(**{"data.dataset": "mnist"}), "data.dataset", "allowed: digits"),
     case("arch-vgg", tiny_params(**{"model.arch": "vgg"}), "model.arch", "allowed: cnn_small"),
+    case("clothing-history", tiny_params(**{"train.protocol": "clothing1m", "train.loss_history": 5}),
+         "train.protocol", "needs train.loss_history 1"),
     case("mode-pairflip", tiny_params(**{"noise.mode": "pairflip"}), "noise.mode", "'none', 'sym', 'sym_true', 'asym' or 'file'"),
     case("device-gpu", tiny_params(**{"train.device": "gpu"}), "train.device", "'auto', 'cpu' or 'cuda'"),
     case("lr-negative", tiny_params(**{"train.lr": -1}), "train.lr", "greater than 0"),

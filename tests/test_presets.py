@@ -70,7 +70,7 @@ def test_cifar_cells_follow_the_paper(name, lambda_u, p_threshold, warmup, histo
     assert (o["train.loss_history"], o["train.conf_penalty"]) == (history, penalty)
     assert o["model.arch"] == "preact_resnet18" and o["train.epochs"] == 300 and o["train.lr"] == 0.02
     assert o["train.lr_drop_epoch"] == 150 and o["train.batch_size"] == 64 and o["train.rampup_epochs"] == 16
-    assert o["train.amp"] is True and o["train.channels_last"] is True
+    assert o["train.amp"] is False and o["train.channels_last"] is True  # measured faster on a GPU
     assert (preset.paper_best, preset.paper_last) == (best, last)
 
 
@@ -270,7 +270,7 @@ def test_queue_dry_run_prints_one_command_per_cifar_cell(tmp_path: Path, capsys)
     assert len(lines) == 10 and lines[-1] == "dvc queue start -j 1"
     assert lines[3].startswith("dvc exp run --queue -n cifar10-sym90 -S data.dataset=cifar10 ")
     assert "-S train.lambda_u=50.0" in lines[3] and "-S train.loss_history=5" in lines[3]
-    assert "-S model.pretrained=null" in lines[0] and "-S train.amp=true" in lines[0]
+    assert "-S model.pretrained=null" in lines[0] and "-S train.channels_last=true" in lines[0]
     assert format_value(0.0005) == "0.0005" and format_value(False) == "false"
 
 

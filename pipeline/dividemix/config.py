@@ -159,6 +159,16 @@ class TrainConfig(_Section):
         return value
 
 
+    @field_validator("protocol")
+    @classmethod
+    def _clothing_has_no_history(cls, value: str, info: ValidationInfo) -> str:
+        # Each Clothing1M epoch divides a freshly drawn sample: there is no per-sample history.
+        history = info.data.get("loss_history")
+        if value == "clothing1m" and history is not None and history > 1:
+            raise ValueError(f"'clothing1m' divides a new sample each epoch: needs train.loss_history 1 (got {history})")
+        return value
+
+
 class AblationConfig(_Section):
     """The paper's Table 5 ablations; all true is DivideMix."""
 

@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow.dataset as ds  # noqa: E402
 
-from dividemix.evaluation import RunArtifacts, accuracy_curves, clean_mask, division_quality  # noqa: E402
+from dividemix.evaluation import RunArtifacts, accuracy_curves, division_quality, known_clean_mask  # noqa: E402
 from dividemix.io import atomic_dir  # noqa: E402
 from dividemix.presets import find_preset, preset_differences  # noqa: E402
 
@@ -125,7 +125,8 @@ def setting_rows(params: dict[str, Any], summary: dict[str, Any]) -> list[tuple[
         ("Noise seed (noise.seed)", str(params["noise.seed"])),
         (
             "Actual noise rate (wrong labels)",
-            f"{format_percent(summary['noise_rate_actual'])} ({summary['n_wrong']} of {summary['n_train']})",
+            f"{format_percent(summary['noise_rate_actual'])} ({summary['n_wrong']} of {summary['n_train']})"
+            if summary["noise_rate_actual"] is not None else "unknown (the training truth is not known)",
         ),
         *([("Noisy labels (noise.file, noise.key)", f"{params['noise.file']}, key {params['noise.key']}")]
           if params["noise.mode"] == "file" else []),
@@ -152,6 +153,9 @@ def results_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("Division AUC, last epoch", pct(metrics["division_auc_last"]), NOT_APPLICABLE),
         ("Division precision, last epoch", pct(metrics["division_precision_last"]), NOT_APPLICABLE),
         ("Division recall, last epoch", pct(metrics["division_recall_last"]), NOT_APPLICABLE),
+        # With a clean validation set: the ensemble of each network's best-validation weights.
+        *([("Test accuracy of the best-validation weights", pct(metrics["test_acc_best_val"]), NOT_APPLICABLE)]
+          if metrics.get("test_acc_best_val") is not None else []),
     ]
 
 
@@ -245,7 +249,7 @@ def plot_accuracy_curves(curves: pd.DataFrame, warmup_epochs: int) -> bytes:
     return figure_png(fig)
 
 
-def plot_division_quality(quality: pd.DataFrame, n_clean: int) -> bytes:
+def plot_division_quality(quality: pd.DataFrame, n_clean: int | None) -> bytes:
     """Per DivideMix epoch and network: AUC, precision, recall of the division and the labeled-set size."""
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), dpi=DPI, sharex=True)
     panels = [("auc", "AUC (%)"), ("precision", "precision (%)"), ("recall", "recall (%)"), ("n_labeled", "samples")]
@@ -256,7 +260,7 @@ def plot_division_quality(quality: pd.DataFrame, n_clean: int) -> bytes:
         for net, group in quality.groupby("net", sort=True):
             ax.plot(group["epoch"], scale * group[column], marker="o", color=COLORS[f"net{net}"],
                     label=f"division by net {net}")
-        if column == "n_labeled":
+        if column == "n_labeled" and n_clean is not None:
             ax.axhline(n_clean, color="gray", linestyle=":", label="truly clean samples")
         if quality[column].isna().all():
             ax.text(0.5, 0.5, "undefined for this run", transform=ax.transAxes, ha="center", va="center")
@@ -274,7 +278,7 @@ def _gaussian(x: np.ndarray, mean: float, variance: float, weight: float) -> np.
     return weight * np.exp(-((x - mean) ** 2) / (2 * variance)) / np.sqrt(2 * np.pi * variance)
 
 
-def plot_loss_histogram(loss_norm: np.ndarray, is_clean: np.ndarray, mixture: pd.DataFrame, epoch: int) -> bytes:
+def plot_loss_histogram(loss_norm: np.ndarray, is_clean: np.ndarray | None, mixture: pd.DataFrame, epoch: int) -> bytes:
     """Normalised losses of truly clean and truly noisy samples, with the mixture's weighted components.
 
     The histograms are scaled by the number of all samples (not of each group), so each group's
@@ -284,7 +288,9 @@ def plot_loss_histogram(loss_norm: np.ndarray, is_clean: np.ndarray, mixture: pd
     low, high = min(0.0, float(loss_norm.min())), max(1.0, float(loss_norm.max()))
     bins = np.linspace(low, high, HIST_BINS + 1)
     per_sample = 1.0 / (len(loss_norm) * (bins[1] - bins[0]))
-    for mask, color, label in ((is_clean, CLEAN_COLOR, "truly clean"), (~is_clean, NOISY_COLOR, "truly noisy")):
+    groups = ((is_clean, CLEAN_COLOR, "truly clean"), (~is_clean, NOISY_COLOR, "truly noisy")) if is_clean is not None \
+        else ((np.ones(len(loss_norm), dtype=bool), "gray", "all samples (true labels unknown)"),)
+    for mask, color, label in groups:
         values = loss_norm[mask]
         ax.hist(values, bins=bins, weights=np.full(len(values), per_sample), color=color, alpha=0.45,
                 label=f"{label} ({len(values)})")
@@ -349,7 +355,7 @@ def _net_divisions(run: RunArtifacts, epochs: list[int], net: int) -> pd.DataFra
     return run.divisions(columns=["epoch", "sample_index", "loss_norm"], filter=where)
 
 
-def loss_histogram_figures(run: RunArtifacts, clean: np.ndarray) -> list[ReportFigure]:
+def loss_histogram_figures(run: RunArtifacts, clean: np.ndarray | None) -> list[ReportFigure]:
     mixtures = run.mixtures()
     mixtures = mixtures[mixtures["net"] == HIST_NET]
     epochs = histogram_epochs(mixtures["epoch"].unique().tolist())
@@ -358,7 +364,7 @@ def loss_histogram_figures(run: RunArtifacts, clean: np.ndarray) -> list[ReportF
     for epoch in epochs:
         rows = divisions[divisions["epoch"] == epoch]
         png = plot_loss_histogram(
-            rows["loss_norm"].to_numpy(), clean[rows["sample_index"].to_numpy()],
+            rows["loss_norm"].to_numpy(), None if clean is None else clean[rows["sample_index"].to_numpy()],
             mixtures[mixtures["epoch"] == epoch], epoch,
         )
         caption = (
@@ -370,7 +376,7 @@ def loss_histogram_figures(run: RunArtifacts, clean: np.ndarray) -> list[ReportF
     return figures
 
 
-def report_figures(run: RunArtifacts, clean: np.ndarray, warmup_epochs: int) -> list[ReportFigure]:
+def report_figures(run: RunArtifacts, clean: np.ndarray | None, warmup_epochs: int) -> list[ReportFigure]:
     curves = accuracy_curves(run)
     quality = division_quality(run, clean)
     figures = [
@@ -385,7 +391,7 @@ def report_figures(run: RunArtifacts, clean: np.ndarray, warmup_epochs: int) -> 
             "Each DivideMix epoch's division against the true labels, for the division each network's losses made: "
             "AUC of the clean probability, precision of the labeled set, recall of the clean samples, and the "
             "labeled-set size (dotted: the number of truly clean samples).",
-            plot_division_quality(quality, int(clean.sum())),
+            plot_division_quality(quality, None if clean is None else int(clean.sum())),
         ),
     ]
     figures += loss_histogram_figures(run, clean)
@@ -526,7 +532,7 @@ def build_report(
     _require(noise_summary, NOISE_SUMMARY_KEYS, "noise summary")
     _check_noise_summary(config_params, noise_summary)
 
-    clean = clean_mask(prepared, noisy)
+    clean = known_clean_mask(prepared, noisy)  # None: a folder data set, whose truth is unknown
     figures = report_figures(run, clean, int(config_params["train.warmup_epochs"]))
     title = report_title(config_params)
     setting = setting_rows(config_params, noise_summary)
