@@ -419,8 +419,8 @@ def test_clothing1m_step_trains_on_the_2b_labeled_mixed_samples_with_lx_and_pena
             net, peer, optimizer, make_batch(b, bu), num_classes=3, T=0.5, alpha=4.0, lambda_u=7.0,
             rng=np.random.default_rng(0), generator=torch.Generator().manual_seed(0), protocol=protocol,
         )
-        # refine (2 x B), guess (2 x B' by the net), then the one pass with gradients
-        assert sizes == [b, b, bu, bu, forwarded]
+        # guess (2 x B' by the net), refine (2 x B), as the reference's order; then the one pass with gradients
+        assert sizes == [bu, bu, b, b, forwarded]
         loss_x, loss_u, penalty, loss = result.tolist()
         inputs, (mixed_inputs, mixed_targets) = mixed[-1]
         assert len(inputs) == 2 * b + 2 * bu  # partners are drawn from all 4B samples either way

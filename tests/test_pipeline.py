@@ -165,3 +165,29 @@ def test_sigkill_during_train_then_repro_resumes_to_identical_results(tmp_path: 
         )
     state = torch.load(checkpoint, weights_only=True)  # loads without unpickling code
     assert state["epoch"] == TINY_PARAMS["train"]["epochs"] - 1 and set(state["nets"]) == {"1", "2"}
+
+
+def test_a_train_checkpoint_made_by_other_code_is_not_resumed(tmp_path: Path, tiny_run: Path, monkeypatch):
+    """DVC reruns `train` when its code changes; the persisted checkpoint must then be discarded,
+    or the finished run would be "resumed" and the old code's epochs kept."""
+    import io
+
+    from conftest import run_paths, stage_params
+    from dividemix import engine
+    from dividemix.config import parse_config, select
+
+    root = tmp_path / "run"
+    shutil.copytree(tiny_run, root)
+    config = parse_config(TINY_PARAMS)
+    params = select(config, stage_params("train"))
+    epochs = TINY_PARAMS["train"]["epochs"] - TINY_PARAMS["train"]["warmup_epochs"]
+
+    same_code = io.StringIO()
+    engine.run_train(config, run_paths(root), params, stream=same_code)
+    assert f"[train] {epochs}/{epochs}" not in same_code.getvalue()  # finished: nothing to redo
+
+    monkeypatch.setattr(engine, "training_code_digest", lambda: {"engine": "other code"})
+    other_code = io.StringIO()
+    engine.run_train(config, run_paths(root), params, stream=other_code)
+    assert f"[train] 1/{epochs}" in other_code.getvalue() and "resuming" not in other_code.getvalue()
+    assert_same_artifacts(root, tiny_run)  # (the code did not really change: same results)

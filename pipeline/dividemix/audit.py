@@ -688,7 +688,8 @@ def cleaned_labels(root: Path, *, threshold: float | None = None, device: str = 
         raise AuditError(f"{root}: the final division has networks {sorted(final.clean_prob)}, expected 1 and 2")
     tau = division_threshold(final.params) if threshold is None else threshold
     if not 0.0 < tau < 1.0:
-        raise AuditError(f"--threshold {tau}: must be in (0, 1)")
+        what = "--threshold" if threshold is not None else "the run's train.p_threshold"
+        raise AuditError(f"{what} {tau}: must be in (0, 1)")
     predicted, confidence, checkpoint_epoch = ensemble_predictions(Path(root), final.params, device=device)
     if checkpoint_epoch != final.epoch:
         raise AuditError(

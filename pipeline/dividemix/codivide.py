@@ -66,7 +66,10 @@ def per_sample_loss(
 
 
 def min_max_normalise(losses: torch.Tensor) -> torch.Tensor:
-    """Scale to [0, 1] over the whole train set. Constant losses map to 0 (the reference divides by 0)."""
+    """Scale to [0, 1] over the losses given (the whole train set, or the Clothing1M protocol's sample).
+
+    Constant losses map to 0 (the reference divides by 0).
+    """
     low, high = losses.min(), losses.max()
     span = high - low
     if span <= 0:

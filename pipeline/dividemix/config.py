@@ -165,7 +165,7 @@ class TrainConfig(_Section):
         # Each Clothing1M epoch divides a freshly drawn sample: there is no per-sample history.
         history = info.data.get("loss_history")
         if value == "clothing1m" and history is not None and history > 1:
-            raise ValueError(f"'clothing1m' divides a new sample each epoch: needs train.loss_history 1 (got {history})")
+            raise ValueError(f"'clothing1m' divides a new sample each epoch: needs train.loss_history 1, not {history}")
         return value
 
 

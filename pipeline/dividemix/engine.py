@@ -570,12 +570,25 @@ def run_warmup(config: Config, paths: Paths, params: dict[str, Any], *, stream=N
     return {"test_acc": accs[2]}
 
 
+# The library modules training runs (the train stage's code deps in dvc.yaml). DVC reruns the
+# stage when one changes; a checkpoint made by other code must then not be resumed, or the old
+# code's epochs would be kept under the new code's name.
+TRAINING_CODE = ("engine", "codivide", "mixmatch", "models", "data", "artifacts", "config")
+
+
+def training_code_digest() -> dict[str, str]:
+    package = Path(__file__).parent
+    return {name: file_digest(package / f"{name}.py") for name in TRAINING_CODE}
+
+
 def _train_fingerprint(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
     """What a train checkpoint was made from: resume only if all of it is unchanged."""
     return {
         "params": params,
         "noisy_labels": file_digest(paths.noisy),
+        "train_images": file_digest(paths.prepared / "train_images.npy"),
         "warmup": file_digest(paths.warmup_checkpoint),
+        "code": training_code_digest(),
     }
 
 
@@ -606,12 +619,7 @@ def run_train(
     `loss_history` vectors) and, with a validation set, the best weights: each epoch's rows are
     written to its own files and dropped.
     """
-    train = config.train
-    if train.protocol == "clothing1m" and train.loss_history > 1:
-        raise ValueError(
-            "train.loss_history must be 1 with train.protocol 'clothing1m' (each epoch divides a new "
-            f"sample, so there is no per-sample history to average; got {train.loss_history})"
-        )
+    train = config.train  # (clothing1m with a loss-history window is refused by the config)
     ws = Workspace.load(config, paths.prepared, paths.noisy)
     nets = {i: ws.new_net(i, pretrained=False) for i in NETS}  # weights come from a checkpoint
     optimizers = {i: make_optimizer(nets[i], train) for i in NETS}

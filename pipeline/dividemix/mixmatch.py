@@ -96,7 +96,8 @@ def mix(
     """MixMatch: one random permutation over all samples (labeled and unlabeled mix with each other).
 
     `keep` returns only the first `keep` mixed samples, still mixed with partners drawn from all
-    of them (the Clothing1M step mixes the 2B labeled samples alone: `input_a[:batch_size*2]`).
+    of them (the Clothing1M step keeps the 2B labeled ones: `l * input_a[:batch_size*2] +
+    (1 - l) * input_b[:batch_size*2]`, where `input_b` may be labeled or unlabeled).
     The permutation is drawn on the CPU generator and queued to the device without a host sync.
     """
     perm = host_to_device(torch.randperm(inputs.shape[0], generator=generator), inputs.device)
@@ -194,12 +195,15 @@ def train_step(
     w = batch.w.view(-1, 1).float()
     has_unlabeled = batch.u1.shape[0] > 0
 
+    # Co-guessing before co-refinement, as the official code: `net` is in train mode during both,
+    # so the order of its passes (u1, u2, then x1, x2) decides its BatchNorm running statistics.
+    if has_unlabeled:
+        targets_u = co_guess(net, peer if co_guessing else None, batch.u1, batch.u2, T, amp=amp)
     if label_refinement:
         targets_x = co_refine(net, batch.x1, batch.x2, y_onehot, w, T, amp=amp)
     else:
         targets_x = y_onehot
     if has_unlabeled:
-        targets_u = co_guess(net, peer if co_guessing else None, batch.u1, batch.u2, T, amp=amp)
         inputs = torch.cat([batch.x1, batch.x2, batch.u1, batch.u2])
         targets = torch.cat([targets_x, targets_x, targets_u, targets_u])
     else:

@@ -182,6 +182,7 @@ def load_pretrained(net: nn.Module, path: str | Path, *, head: str) -> list[str]
     Every key must match by name and shape, except the classifier `head`'s (`head.weight`,
     `head.bias`): when their shapes differ from the net's (another class count) they are dropped
     and the head stays fresh, as the reference does by replacing `fc` after loading ImageNet weights.
+    BatchNorm `num_batches_tracked` counters may be absent from the file (they stay 0).
     Anything else (missing, unexpected or mis-shaped keys) raises ValueError, one line.
     """
     state = read_state_dict(path)
@@ -192,7 +193,9 @@ def load_pretrained(net: nn.Module, path: str | Path, *, head: str) -> list[str]
         for key in head_keys:
             del state[key]
         fresh = head_keys
-    missing = [key for key in own if key not in state and key not in fresh]
+    # BatchNorm's `num_batches_tracked` counters may be absent: weight files saved before PyTorch
+    # 0.4 (e.g. torchvision's 2017 ImageNet ResNet-50) have none, and BatchNorm fills them in on load.
+    missing = [key for key in own if key not in state and key not in fresh and not key.endswith(".num_batches_tracked")]
     unexpected = [key for key in state if key not in own]
     if missing or unexpected:
         parts = [f"missing {_some(missing)}" if missing else "", f"unexpected {_some(unexpected)}" if unexpected else ""]

@@ -64,7 +64,7 @@ def asymmetric_noise(labels: np.ndarray, rate: float, mapping: dict[int, int], s
     rng = np.random.default_rng(seed)
     noisy = labels.copy()
     picked = noisy_indices(len(labels), rate, rng)
-    size = max(int(labels.max(initial=0)), *mapping, *mapping.values()) + 1
+    size = max(int(labels.max(initial=0)), *mapping, *mapping.values(), 0) + 1
     lookup = np.arange(size)
     for source, target in mapping.items():
         lookup[source] = target

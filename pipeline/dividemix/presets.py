@@ -174,7 +174,7 @@ CLOTHING1M = Preset(
         "model.pretrained": "weights/resnet50-0676ba61.pth",
         "train.protocol": "clothing1m",
         "train.num_batches": 1000,
-        "train.epochs": 80,
+        "train.epochs": 80,  # the official loop runs 0..80 inclusive; here 80 epochs in all
         "train.warmup_epochs": 1,
         "train.lr": 0.002,
         "train.lr_drop_epoch": 40,
@@ -213,7 +213,7 @@ WEBVISION = Preset(
         # The reference passes over all ~66k training images each epoch (no class balancing);
         # the clothing1m protocol samples num_batches x batch_size, so about as many images.
         "train.num_batches": 2060,
-        "train.epochs": 80,
+        "train.epochs": 80,  # as Clothing1M: 80 epochs in all (the reference runs 81)
         "train.warmup_epochs": 1,
         "train.lr": 0.01,
         "train.lr_drop_epoch": 40,
@@ -275,7 +275,11 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
     out = copy.deepcopy(raw) if raw else {}
     for key, value in overrides.items():
         section, name = key.split(".")
-        out.setdefault(section, {})[name] = value
+        if out.get(section) is None:  # absent, or an empty section (`ablation:` alone in YAML)
+            out[section] = {}
+        if not isinstance(out[section], dict):
+            raise ValueError(f"{section}: expected a section of keys, got {out[section]!r}")
+        out[section][name] = value
     return out
 
 

@@ -10,6 +10,7 @@ point PREFECT_API_URL at a running `prefect server start` to keep the runs and s
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from pathlib import Path
 
@@ -113,7 +114,10 @@ def serve_command(args: argparse.Namespace) -> int:
 
     from dividemix_flows.pipeline import dividemix_pipeline
 
-    schedule = CronSchedule(cron=cron, timezone=args.timezone) if args.timezone else None
+    try:
+        schedule = CronSchedule(cron=cron, timezone=args.timezone) if args.timezone else None
+    except ValueError:  # pydantic's message is several lines and a URL
+        raise CliError(f"--timezone {args.timezone!r}: not an IANA time zone (e.g. Europe/Paris, UTC)") from None
     # Module entrypoint: the runner imports dividemix_flows wherever this command started.
     dividemix_pipeline.serve(
         name=args.name,
@@ -134,6 +138,9 @@ def sweep_command(args: argparse.Namespace) -> int:
         raise CliError(f"--address {args.address!r}: expected a Dask scheduler address such as tcp://HOST:8786")
     if args.worker_repo and not args.address:
         raise CliError("--worker-repo applies to --address only (locally, points run in --repo)")
+    # The prefix becomes part of each experiment's Git ref: refuse it here, not once per point.
+    if args.name is not None and (not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.name) or ".." in args.name):
+        raise CliError(f"--name {args.name!r}: letters, digits, '.', '_' and '-' only (it names Git refs)")
     from dividemix_flows.grid import grid_points, parse_grid, point_name, validate_points
 
     points = grid_points(parse_grid(args.sets))

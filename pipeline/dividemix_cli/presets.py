@@ -145,6 +145,8 @@ def apply_to_text(text: str, overrides: dict[str, Any]) -> str:
         section, name = key.split(".")
         if section not in data or data[section] is None:
             data[section] = {}
+        if not isinstance(data[section], dict):
+            raise CliError(f"{section}: expected a section of keys in the parameter file, got {data[section]!r}")
         data[section][name] = value
     out = io.StringIO()
     yaml.dump(data, out)
@@ -208,6 +210,8 @@ def cmd_queue(args) -> int:
 
     presets = presets_in_table(args.table)
     raw = yaml.safe_load(_read_params(args.params)) or {}
+    if not isinstance(raw, dict):
+        raise CliError(f"{args.params}: the top level must be a mapping of sections")
     for preset in presets:  # every experiment validated before any is queued
         try:
             parse_config(apply_overrides(raw, _overrides(preset, args.sets)), source=f"preset {preset.name}")
