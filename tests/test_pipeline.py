@@ -93,7 +93,9 @@ def test_repro_writes_every_artifact_with_its_schema(repro_repo: Path):
     assert set(metrics) == {
         "test_acc_best", "test_acc_last", "test_acc_last10", "ce_test_acc_best", "ce_test_acc_last",
         "division_auc_last", "division_precision_last", "division_recall_last", "noise_rate_actual",
+        "test_acc_best_val",
     }
+    assert metrics.pop("test_acc_best_val") is None  # digits has no validation set
     for key, value in metrics.items():
         assert 0.0 <= value <= 1.0, key
     assert abs(metrics["noise_rate_actual"] - 0.45) < 0.03  # 50% sym noise keeps 1/10 of the picked labels
