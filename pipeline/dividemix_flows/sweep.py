@@ -83,7 +83,14 @@ def _settings_text(settings: dict[str, str]) -> str:
 def experiment_metrics(repo: str | Path, names: list[str]) -> dict[str, dict[str, Any]]:
     """{name: metrics/eval.json of that experiment} from `dvc exp show --json`."""
     result = _dvc(repo, "exp", "show", "--json")
-    if result.returncode != 0:
+    try:
+        shown = json.loads(result.stdout) if result.returncode == 0 else None
+    except json.JSONDecodeError:
+        shown = None
+    if shown is None:
+        # The points ran and are experiments already: report them without metrics rather than
+        # losing the summary (`dvc exp show` tells the rest).
+        get_run_logger().warning(f"dvc exp show failed; the summary has no metrics: {result.stderr.strip()[-300:]}")
         return {}
     found: dict[str, dict[str, Any]] = {}
 
@@ -101,7 +108,7 @@ def experiment_metrics(repo: str | Path, names: list[str]) -> dict[str, dict[str
                 if isinstance(value, (list, dict)):
                     walk(value)
 
-    walk(json.loads(result.stdout))
+    walk(shown)
     return found
 
 
