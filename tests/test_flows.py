@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,27 +26,6 @@ from test_pipeline import dvc_env, make_repo
 STAGES = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
 TINY_EPOCHS = TINY_PARAMS["train"]["epochs"]
 TINY_WARMUP = TINY_PARAMS["train"]["warmup_epochs"]
-
-
-def flow_params(**overrides) -> dict:
-    """TINY_PARAMS over the repository's params.yaml: every key dvc.yaml declares is present."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in tiny_params(**overrides).items():
-        params.setdefault(section, {}).update(values)
-    return params
-
-
-def flow_repo(root: Path, params: dict) -> Path:
-    """make_repo, plus the input folders dvc.yaml names that no stage writes (e.g. labels/)."""
-    make_repo(root, params)
-    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
-    written = {Path(next(iter(o)) if isinstance(o, dict) else o).parts[0] for s in stages.values() for o in s.get("outs", [])}
-    for stage in stages.values():
-        for dep in stage.get("deps", []):
-            top = Path(dep).parts[0]
-            if top not in written and not (root / top).exists() and (REPO / top).is_dir():
-                shutil.copytree(REPO / top, root / top, ignore=shutil.ignore_patterns("__pycache__"))
-    return root
 
 
 def _run(coroutine):
@@ -105,7 +83,7 @@ def first_run(prefect_api, dvc_environment, tmp_path_factory):
     """The tiny pipeline run once through the flow: (repository, final flow-run state)."""
     from dividemix_flows.pipeline import dividemix_pipeline
 
-    root = flow_repo(tmp_path_factory.mktemp("flow") / "project", flow_params())
+    root = make_repo(tmp_path_factory.mktemp("flow") / "project", tiny_params())
     state = dividemix_pipeline(repo=str(root), return_state=True)
     assert state.is_completed(), state.message
     return root, state
@@ -130,7 +108,7 @@ def test_stages_do_not_import_prefect(tmp_path: Path):
     scripts = sorted(str(path) for path in (REPO / "stages").glob("*.py"))
     assert len(scripts) >= len(STAGES)
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
-    write_params(tmp_path / "params.yaml", flow_params())
+    write_params(tmp_path / "params.yaml", tiny_params())
     result = subprocess.run(
         [sys.executable, "-c", probe, ",".join(scripts), str(REPO / "stages/download.py")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
@@ -154,7 +132,7 @@ def test_flow_outputs_are_dvc_outs():
 def test_stage_order_is_dvcs(dvc_environment, tmp_path: Path):
     from dividemix_flows.dvcinfo import stage_order
 
-    root = flow_repo(tmp_path / "project", flow_params())
+    root = make_repo(tmp_path / "project", tiny_params())
     order = stage_order(root)
     assert order == STAGES
     stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
@@ -169,7 +147,7 @@ def test_bad_cli_input_is_one_line_error(capsys, tmp_path: Path):
     from dividemix_cli import main
 
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    write_params(tmp_path / "params.yaml", flow_params())
+    write_params(tmp_path / "params.yaml", tiny_params())
     cases = [
         (["serve", "--repo", str(tmp_path), "--cron", "0 3 * *"], "a cron expression has 5 fields"),
         (["serve", "--repo", str(tmp_path), "--cron", "61 3 * * *"], "not a valid cron expression"),
@@ -262,11 +240,11 @@ def test_failing_stage_fails_the_flow_with_its_message_and_rerun_uses_the_cache(
     from dividemix_flows.pipeline import dividemix_pipeline
 
     root, _ = first_run
-    write_params(root / "params.yaml", flow_params(**{"train.lambda_u": -1.0}))
+    write_params(root / "params.yaml", tiny_params(**{"train.lambda_u": -1.0}))
     try:
         state = dividemix_pipeline(repo=str(root), return_state=True)
     finally:
-        write_params(root / "params.yaml", flow_params())
+        write_params(root / "params.yaml", tiny_params())
     assert state.is_failed()
     assert "stage 'train' failed" in state.message and "train.lambda_u" in state.message, state.message
     runs = {run.name: run for run in _run(_task_runs(state.state_details.flow_run_id))}

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import REPO
+from test_pipeline import dvc_env, make_repo
 from dividemix.config import ConfigError, parse_config
 from dividemix.presets import (
     CELL_KEYS,
@@ -274,28 +273,11 @@ def test_queue_dry_run_prints_one_command_per_cifar_cell(tmp_path: Path, capsys)
     assert format_value(0.0005) == "0.0005" and format_value(False) == "false"
 
 
-def _git_dvc_env(root: Path) -> dict:
-    return dict(
-        os.environ,
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        DVC_NO_ANALYTICS="1", DVC_SITE_CACHE_DIR=str(root / ".dvc-site"),
-        GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
-        GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com",
-    )
-
-
 def test_queue_creates_queued_dvc_experiments(tmp_path: Path, monkeypatch, capsys):
     """In a fresh git + DVC repository with the pipeline committed (experiments need a commit)."""
-    root = tmp_path / "project"
-    root.mkdir()
-    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
-    shutil.copy(REPO / "params.yaml", root / "params.yaml")
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
-    shutil.copytree(REPO / "stages", root / "stages", ignore=ignore)
-    shutil.copytree(REPO / "pipeline", root / "pipeline", ignore=ignore)
-    env = _git_dvc_env(root)
-    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"],
-                    ["git", "commit", "-q", "-m", "pipeline"]):
+    root = make_repo(tmp_path / "project", yaml.safe_load((REPO / "params.yaml").read_text()))
+    env = dvc_env(root)
+    for command in (["git", "add", "-A"], ["git", "commit", "-q", "-m", "pipeline"]):
         subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
     for key, value in env.items():
         monkeypatch.setenv(key, value)

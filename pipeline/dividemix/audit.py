@@ -59,14 +59,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dividemix import artifacts
+from dividemix import artifacts, layout
 from dividemix.io import atomic_path
 
-ARTIFACTS = "artifacts"
-DIVISIONS = "artifacts/divisions"
-TRUTH = "data/prepared/train_truth.npy"
-NOISY = "data/noisy/labels.parquet"
-CHECKPOINT = "checkpoints/train/last.pt"
+ARTIFACTS = layout.ARTIFACTS
+DIVISIONS = layout.DIVISIONS
+TRUTH = layout.TRAIN_TRUTH
+NOISY = layout.NOISY_LABELS
+CHECKPOINT = layout.TRAIN_CHECKPOINT
 EPOCH_FILE = re.compile(r"^epoch_(\d+)\.parquet$")
 
 DIFF_COLUMNS = ["net", "sample_index", "clean_prob", "labeled", "noisy_label"]
@@ -657,7 +657,7 @@ def ensemble_predictions(
     from dividemix.config import parse_config
     from dividemix.engine import NETS, Workspace, load_checkpoint
     config = parse_config(nested_params(params, device=device), source=f"{root / DIVISIONS} metadata")
-    ws = Workspace.load(config, root / "data/prepared", root / NOISY)
+    ws = Workspace.load(config, root / layout.PREPARED, root / NOISY)
     state = load_checkpoint(checkpoint, ws.device)
     logits = []
     for net_id in NETS:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dividemix import artifacts
+from dividemix import artifacts, layout
 from dividemix.codivide import Division, LossHistory, co_divide_one, eval_logits
 from dividemix.config import Config, TrainConfig
 from dividemix.data import (
@@ -522,13 +522,13 @@ class Paths:
         The stages never use it (their paths come from dvc.yaml); a test keeps the two equal.
         """
         return cls(
-            prepared=root / "data/prepared",
-            noisy=root / "data/noisy/labels.parquet",
-            warmup_checkpoint=root / "checkpoints/warmup/nets.pt",
-            warmup_artifacts=root / "artifacts/warmup",
-            train_checkpoint=root / "checkpoints/train/last.pt",
-            artifacts=root / "artifacts",
-            baseline=root / "artifacts/baseline",
+            prepared=root / layout.PREPARED,
+            noisy=root / layout.NOISY_LABELS,
+            warmup_checkpoint=root / layout.WARMUP_CHECKPOINT,
+            warmup_artifacts=root / layout.WARMUP_ARTIFACTS,
+            train_checkpoint=root / layout.TRAIN_CHECKPOINT,
+            artifacts=root / layout.ARTIFACTS,
+            baseline=root / layout.BASELINE_ARTIFACTS,
         )
 
 

@@ -151,7 +151,7 @@ def _cifar_n_preset(name: str, dataset: str, key: str, closest: tuple[str, str, 
         f"labels: {file} (the CIFAR-N release, CC BY-NC 4.0; fetch it yourself), key {key}",
         f"hyper-parameters: those of the closest paper cell, {cell} (lambda_u {lambda_u:g}, p_threshold "
         f"{p_threshold:g}); the CIFAR-N paper's own DivideMix settings are not recorded here",
-        f"result: the CIFAR-N paper's DivideMix number (its one figure per cell; no 'last' given)",
+        "result: the CIFAR-N paper's DivideMix number (its one figure per cell; no 'last' given)",
     )
     label = "CIFAR-10N" if dataset == "cifar10" else "CIFAR-100N"
     description = f"{label} {key} (human labels, {noise_rate} wrong): CIFAR-N paper"

@@ -12,12 +12,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-WARMUP_EPOCHS = "artifacts/warmup/epochs.parquet"
-EPOCHS = "artifacts/epochs"
-DIVISION_CSV = "plots/division.csv"
-EVAL_JSON = "metrics/eval.json"
-REPORT_MD = "report/report.md"
-REPORT_HTML = "report/index.html"
+from dividemix import layout
+
+# The stages' outputs, by the names dvc.yaml gives them (dividemix.layout: plain strings).
+WARMUP_EPOCHS = f"{layout.WARMUP_ARTIFACTS}/epochs.parquet"
+EPOCHS = layout.EPOCHS
+DIVISION_CSV = layout.DIVISION_PLOT
+EVAL_JSON = layout.EVAL_METRICS
+REPORT_MD = layout.REPORT_MD
+REPORT_HTML = layout.REPORT_HTML
 
 # dividemix.progress.Progress, when not on a terminal: "[train] 3/20 epoch=12 test_acc=0.9 ... (4.1s)"
 PROGRESS_LINE = re.compile(r"^\[(?P<stage>[\w-]+)\] (?P<done>\d+)/(?P<total>\d+) (?P<figures>.*?)(?: \([\d.]+s\))?$")

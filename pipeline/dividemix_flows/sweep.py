@@ -25,9 +25,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.futures import as_completed
 
+from dividemix_flows import outputs
 from dividemix_flows.stream import command_env, stage_error, stream_command
 
-METRICS_FILE = "metrics/eval.json"
+METRICS_FILE = outputs.EVAL_JSON
 SUMMARY_METRICS = ["test_acc_best", "test_acc_last", "ce_test_acc_last", "division_auc_last"]
 
 
