@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "pipeline") not in sys.path:
     sys.path.insert(0, str(REPO / "pipeline"))
 
-from dividemix.mixmatch import StepBatch, train_step  # noqa: E402
+from dividemix.mixmatch import StepBatch, train_step
 from dividemix.models import preact_resnet18  # noqa: E402
 
 VARIANTS = {"fp32": (False, False), "fp32+cl": (False, True), "bf16": (True, False), "bf16+cl": (True, True)}

@@ -34,9 +34,12 @@ if str(REPO / "pipeline") not in sys.path:
 
 from dividemix import artifacts  # noqa: E402
 from dividemix.config import load_config, parse_config  # noqa: E402
-from dividemix.data import DATASETS, write_prepared  # noqa: E402
-from dividemix.engine import Paths, run_train, run_warmup  # noqa: E402
-from dividemix.noise import symmetric_noise  # noqa: E402
+from dividemix.datasets.prepared import write_prepared
+from dividemix.datasets.registry import SPECS
+from dividemix.layout import Paths
+from dividemix.noise import symmetric_noise
+from dividemix.training.train import run_train
+from dividemix.training.warmup import run_warmup
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -66,7 +69,7 @@ def make_run_folder(root: Path, n_train: int, n_test: int) -> Paths:
     templates = rng.uniform(0, 255, size=(10, 3, 32, 32))
     train_x, train_y = synthetic_cifar(n_train, rng, templates)
     test_x, test_y = synthetic_cifar(n_test, rng, templates)
-    write_prepared(DATASETS["cifar10"], paths.prepared, train_x, train_y, test_x, test_y)
+    write_prepared(SPECS["cifar10"], paths.prepared, train_x, train_y, test_x, test_y)
     noisy = symmetric_noise(train_y, 0.5, 10, seed=1)
     artifacts.write_table(
         paths.noisy, "noisy_labels",

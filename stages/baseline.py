@@ -1,41 +1,20 @@
 """DVC stage `baseline`: plain cross-entropy on the same noisy labels, model and epochs (one network)."""
 
-from pathlib import Path
-
-from dividemix.engine import Paths, run_baseline
 from dividemix.stage import run_stage
+from dividemix.training import optim, sampling, workspace
+from dividemix.training.baseline import run_baseline
 
 PARAMS = [
-    "data.dataset",
-    "model.arch",
+    *workspace.PARAMS, *optim.PARAMS, *sampling.PARAMS,
     "model.pretrained",
     "train.epochs",
-    "train.lr",
-    "train.lr_drop_epoch",
-    "train.momentum",
-    "train.weight_decay",
-    "train.batch_size",
-    "train.seed",
-    "train.device",
-    "train.protocol",
-    "train.num_batches",
-    "train.amp",
-    "train.channels_last",
-    "train.compile",
-    "train.eval_batch_size",
-    "ablation.augmentation",
 ]
+PATHS = ["prepared", "noisy", "baseline"]
 
 
-def add_arguments(parser):
-    parser.add_argument("--prepared", type=Path, required=True)
-    parser.add_argument("--noisy", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True, help="baseline epochs and losses (Parquet)")
-
-
-def body(config, params, args):
-    run_baseline(config, Paths(prepared=args.prepared, noisy=args.noisy, baseline=args.out), params)
+def body(config, params, paths):
+    run_baseline(config, paths, params)
 
 
 if __name__ == "__main__":
-    run_stage("baseline", PARAMS, add_arguments, body)
+    run_stage("baseline", PARAMS, PATHS, body)

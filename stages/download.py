@@ -1,8 +1,6 @@
-"""DVC stage `download`: prepare the data set (download or copy, verify, split) into --out."""
+"""DVC stage `download`: prepare the data set (download or copy, verify, split) into --prepared."""
 
-from pathlib import Path
-
-from dividemix.data import prepare_dataset
+from dividemix.datasets.registry import prepare_dataset
 from dividemix.io import atomic_dir
 from dividemix.stage import run_stage
 
@@ -19,19 +17,16 @@ PARAMS = [
     "data.test_list",
     "data.image_size",
 ]
+PATHS = ["prepared"]
 
 
-def add_arguments(parser):
-    parser.add_argument("--out", type=Path, required=True, help="prepared data folder")
-
-
-def body(config, params, args):
+def body(config, params, paths):
     # Built under a temporary name and swapped in whole: a failed download leaves no half folder.
-    with atomic_dir(args.out) as tmp:
+    with atomic_dir(paths.prepared) as tmp:
         meta = prepare_dataset(config.data, tmp)
     val = f" / {meta['n_val']} val" if meta.get("has_val") else ""
-    print(f"[download] {meta['dataset']}: {meta['n_train']} train{val} / {meta['n_test']} test images -> {args.out}")
+    print(f"[download] {meta['dataset']}: {meta['n_train']} train{val} / {meta['n_test']} test images -> {paths.prepared}")
 
 
 if __name__ == "__main__":
-    run_stage("download", PARAMS, add_arguments, body)
+    run_stage("download", PARAMS, PATHS, body)

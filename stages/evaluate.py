@@ -3,8 +3,6 @@
 The only stage (with `report`) that reads the true training labels.
 """
 
-from pathlib import Path
-
 from dividemix.evaluation import (
     RunArtifacts,
     accuracy_curves,
@@ -17,27 +15,20 @@ from dividemix.io import write_json_atomic, write_text_atomic
 from dividemix.stage import run_stage
 
 PARAMS: list[str] = []  # reads artifacts and the truth only; reruns when they change
+PATHS = ["prepared", "noisy", "artifacts", "metrics", "plots"]
 
 
-def add_arguments(parser):
-    parser.add_argument("--prepared", type=Path, required=True)
-    parser.add_argument("--noisy", type=Path, required=True)
-    parser.add_argument("--artifacts", type=Path, required=True)
-    parser.add_argument("--metrics", type=Path, required=True, help="metrics JSON")
-    parser.add_argument("--plots", type=Path, required=True, help="folder for accuracy.csv and division.csv")
-
-
-def body(config, params, args):
-    run = RunArtifacts(args.artifacts)
-    clean = known_clean_mask(args.prepared, args.noisy)  # None for a folder data set
+def body(config, params, paths):
+    run = RunArtifacts(paths.artifacts)
+    clean = known_clean_mask(paths.prepared, paths.noisy)  # None for a folder data set
     curves = accuracy_curves(run)
     quality = division_quality(run, clean)
     metrics = summary_metrics(curves, quality, clean)
-    write_text_atomic(args.plots / "accuracy.csv", curves.drop(columns="phase").to_csv(index=False))
-    write_text_atomic(args.plots / "division.csv", division_plot_table(quality).to_csv(index=False))
-    write_json_atomic(args.metrics, metrics)
+    write_text_atomic(paths.plots / "accuracy.csv", curves.drop(columns="phase").to_csv(index=False))
+    write_text_atomic(paths.plots / "division.csv", division_plot_table(quality).to_csv(index=False))
+    write_json_atomic(paths.metrics, metrics)
     print("[evaluate] " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
 
 
 if __name__ == "__main__":
-    run_stage("evaluate", PARAMS, add_arguments, body)
+    run_stage("evaluate", PARAMS, PATHS, body)

@@ -1,32 +1,25 @@
 """DVC stage `noise`: make the noisy labels (injected, or read from a label file); write them and the actual noise rate."""
 
-from pathlib import Path
-
 from dividemix.io import write_json_atomic
 from dividemix.noise import noisy_label_file
 from dividemix.stage import run_stage
 
 PARAMS = ["data.dataset", "noise.mode", "noise.rate", "noise.seed", "noise.file", "noise.key"]
+PATHS = ["prepared", "noisy", "noise_summary"]
 
 
-def add_arguments(parser):
-    parser.add_argument("--prepared", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True, help="noisy labels (Parquet)")
-    parser.add_argument("--summary", type=Path, required=True, help="noise summary (JSON metric)")
-
-
-def body(config, params, args):
+def body(config, params, paths):
     summary = noisy_label_file(
         dataset=config.data.dataset,
-        prepared=args.prepared,
-        out=args.out,
+        prepared=paths.prepared,
+        out=paths.noisy,
         mode=config.noise.mode,
         rate=config.noise.rate,
         seed=config.noise.seed,
         file=config.noise.file,
         key=config.noise.key,
     )
-    write_json_atomic(args.summary, summary)
+    write_json_atomic(paths.noise_summary, summary)
     if summary["mode"] == "file":
         what = f"file {summary['file']}" + (f" [{summary['key']}]" if summary["key"] else "")
     else:
@@ -39,4 +32,4 @@ def body(config, params, args):
 
 
 if __name__ == "__main__":
-    run_stage("noise", PARAMS, add_arguments, body)
+    run_stage("noise", PARAMS, PATHS, body)

@@ -51,6 +51,11 @@ def write_params(path: Path, params: dict) -> Path:
     return path
 
 
+def dvc_stage_args(name: str) -> list[str]:
+    """The arguments dvc.yaml gives stages/<name>.py (its `--FIELD PATH` pairs)."""
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][name]["cmd"].split()[2:]
+
+
 def run_stage_script(name: str, args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     """Run stages/<name>.py as DVC would, from `cwd`."""
     env = dict(os.environ, PYTHONHASHSEED="0")
@@ -63,17 +68,22 @@ def run_stage_script(name: str, args: list[str], cwd: Path, check: bool = True) 
     return result
 
 
-def stage_params(name: str) -> list[str]:
-    """The parameter keys stages/<name>.py declares (and records in its outputs)."""
+def stage_module(name: str):
+    """stages/<name>.py as a module (its PARAMS and PATHS), without running the stage."""
     spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.PARAMS
+    return module
+
+
+def stage_params(name: str) -> list[str]:
+    """The parameter keys stages/<name>.py declares (and records in its outputs)."""
+    return stage_module(name).PARAMS
 
 
 def run_paths(root: Path):
     """The dvc.yaml layout of a run, rooted at `root`."""
-    from dividemix.engine import Paths
+    from dividemix.layout import Paths
 
     return Paths.layout(root)
 
@@ -85,14 +95,16 @@ def tiny_run(tmp_path_factory) -> Path:
     Read-only for tests: copy it before changing anything.
     """
     from dividemix.config import parse_config, select
-    from dividemix.data import DATASETS
-    from dividemix.engine import run_baseline, run_train, run_warmup
+    from dividemix.datasets.registry import SPECS
     from dividemix.noise import noisy_label_file
+    from dividemix.training.baseline import run_baseline
+    from dividemix.training.train import run_train
+    from dividemix.training.warmup import run_warmup
 
     root = tmp_path_factory.mktemp("tiny_run")
     config = parse_config(TINY_PARAMS)
     paths = run_paths(root)
-    DATASETS["digits"].prepare(paths.prepared)
+    SPECS["digits"].prepare(paths.prepared)
     noisy_label_file(dataset="digits", prepared=paths.prepared, out=paths.noisy, mode="sym", rate=0.5, seed=1)
     # Each stage records the parameters it reads, as the stage scripts do under `dvc repro`.
     run_warmup(config, paths, select(config, stage_params("warmup")))

@@ -17,15 +17,19 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-import dividemix.engine as engine
 import dividemix.mixmatch as mixmatch
+import dividemix.training.train as train_loop
+from conftest import run_paths, stage_params, tiny_params
 from dividemix import artifacts
 from dividemix.config import parse_config, select
-from dividemix.data import DATASETS, DeviceImages
-from dividemix.engine import NETS, Workspace, ensemble_accuracy, make_optimizer, warmup_epoch
+from dividemix.datasets.registry import SPECS
+from dividemix.device_images import DeviceImages
 from dividemix.mixmatch import co_guess, co_refine, train_step
-
-from conftest import run_paths, stage_params, tiny_params
+from dividemix.training.dividemix_epoch import dividemix_epoch
+from dividemix.training.optim import make_optimizer
+from dividemix.training.testing import ensemble_accuracy
+from dividemix.training.warmup import run_warmup, warmup_epoch
+from dividemix.training.workspace import NETS, Workspace
 from test_mixmatch import Lookup, division, make_batch, np_sharpen, np_softmax, t, tiny_net
 
 N_SMALL = 200
@@ -45,7 +49,7 @@ def small_ws(**overrides) -> Workspace:
     bunch = load_digits()
     images = bunch.images.astype(np.uint8)[:, None]
     cpu = torch.device("cpu")
-    spec = DATASETS["digits"]
+    spec = SPECS["digits"]
     config = parse_config(tiny_params(**overrides))
     last = config.train.channels_last
     return Workspace(
@@ -144,7 +148,7 @@ def test_without_augmentation_training_batches_are_the_test_transform(monkeypatc
     net2 = ws.new_net(2)
     labeled = np.zeros(N_SMALL, dtype=bool)
     labeled[:130] = True
-    rows = engine.dividemix_epoch(net, net2, make_optimizer(net, ws.config.train), ws, division(labeled), 2, 1)
+    rows = dividemix_epoch(net, net2, make_optimizer(net, ws.config.train), ws, division(labeled), 2, 1)
     assert rows["step"] == [0, 1, 2]
 
 
@@ -167,7 +171,7 @@ def test_without_ensemble_test_the_reported_accuracy_is_net1_alone():
     net2 = Fixed([[0.0, 1.0], [3.0, 0.0]])
     for ablation, expected in ((True, [0.5, 0.5, 1.0]), (False, [0.5, 0.5, 0.5])):
         ws = small_ws(**{"ablation.ensemble_test": ablation})
-        ws.test_images = DeviceImages(np.zeros((2, 1, 8, 8), np.uint8), DATASETS["digits"], torch.device("cpu"))
+        ws.test_images = DeviceImages(np.zeros((2, 1, 8, 8), np.uint8), SPECS["digits"], torch.device("cpu"))
         ws.test_labels = torch.tensor([0, 0])
         assert ensemble_accuracy([net1, net2], ws) == pytest.approx(expected)
 
@@ -180,7 +184,7 @@ def test_without_co_divide_each_network_trains_on_its_own_division(tiny_run, tmp
     shutil.copytree(tiny_run, root)
     (root / "checkpoints/train/last.pt").unlink()
     made, trained = {}, []
-    real_divide, real_epoch = engine.co_divide_one, engine.dividemix_epoch
+    real_divide, real_epoch = train_loop.co_divide_one, train_loop.dividemix_epoch
 
     def recording_divide(net, *args, **kwargs):
         division = real_divide(net, *args, **kwargs)
@@ -191,11 +195,11 @@ def test_without_co_divide_each_network_trains_on_its_own_division(tiny_run, tmp
         trained.append((id(net), made[id(division)]))
         return real_epoch(net, peer, optimizer, ws, division, epoch, net_id)
 
-    monkeypatch.setattr(engine, "co_divide_one", recording_divide)
-    monkeypatch.setattr(engine, "dividemix_epoch", recording_epoch)
+    monkeypatch.setattr(train_loop, "co_divide_one", recording_divide)
+    monkeypatch.setattr(train_loop, "dividemix_epoch", recording_epoch)
     # (the default, each network on its peer's division, is test_codivide's wiring test)
     config = parse_config(tiny_params(**{"train.epochs": 3, "ablation.co_divide": False}))
-    engine.run_train(config, run_paths(root), select(config, stage_params("train")))
+    train_loop.run_train(config, run_paths(root), select(config, stage_params("train")))
     assert len(trained) == 2 and trained[0][0] != trained[1][0]
     assert all(net == divider for net, divider in trained), trained
 
@@ -208,10 +212,10 @@ def ablated_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("ablated")
     config = parse_config(tiny_params(**{"train.epochs": 3, **ALL_OFF}))
     paths = run_paths(root)
-    DATASETS["digits"].prepare(paths.prepared)
+    SPECS["digits"].prepare(paths.prepared)
     noisy_label_file(dataset="digits", prepared=paths.prepared, out=paths.noisy, mode="sym", rate=0.5, seed=1)
-    engine.run_warmup(config, paths, select(config, stage_params("warmup")))
-    engine.run_train(config, paths, select(config, stage_params("train")))
+    run_warmup(config, paths, select(config, stage_params("warmup")))
+    train_loop.run_train(config, paths, select(config, stage_params("train")))
     return root
 
 

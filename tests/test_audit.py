@@ -18,8 +18,13 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from dividemix import artifacts, audit
-from dividemix.data import TRAIN_TRUTH
+from dividemix import artifacts
+from dividemix.audit.diff import diff_runs
+from dividemix.audit.export import DECISIONS, EXPORT_SCHEMA, decide
+from dividemix.audit.measures import auc, jaccard
+from dividemix.audit.sources import open_source
+from dividemix.audit.trace import trace_samples
+from dividemix.datasets.prepared import TRAIN_TRUTH
 from dividemix.evaluation import RunArtifacts, clean_mask, division_quality
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -93,22 +98,22 @@ def test_auc_matches_sklearn_with_ties_and_is_nan_when_undefined():
     rng = np.random.default_rng(0)
     positive = rng.random(500) < 0.4
     score = rng.integers(0, 7, 500).astype(np.float32)  # many ties
-    assert audit.auc(positive, score) == pytest.approx(roc_auc_score(positive, score), abs=1e-12)
+    assert auc(positive, score) == pytest.approx(roc_auc_score(positive, score), abs=1e-12)
     # by hand: positives {0.9, 0.5}, negatives {0.5, 0.1}: pairs won 1 + 1 + 0.5 (tie) + 1 = 3.5 of 4
-    assert audit.auc(np.array([True, True, False, False]), np.array([0.9, 0.5, 0.5, 0.1])) == 3.5 / 4
-    assert math.isnan(audit.auc(np.ones(3, bool), np.arange(3.0)))
+    assert auc(np.array([True, True, False, False]), np.array([0.9, 0.5, 0.5, 0.1])) == 3.5 / 4
+    assert math.isnan(auc(np.ones(3, bool), np.arange(3.0)))
 
 
 def test_jaccard_by_hand_and_of_two_empty_sets():
     a = np.array(A_NET1[0])
     b = np.array(B_NET1[0])
-    assert audit.jaccard(a, b) == 2 / 4  # {0,1} of {0,1,2,3}
-    assert audit.jaccard(np.zeros(3, bool), np.zeros(3, bool)) == 1.0  # equal (empty) sets
+    assert jaccard(a, b) == 2 / 4  # {0,1} of {0,1,2,3}
+    assert jaccard(np.zeros(3, bool), np.zeros(3, bool)) == 1.0  # equal (empty) sets
 
 
 def test_diff_by_hand(two_runs):
-    a, b = (audit.open_source(str(p)) for p in two_runs)
-    result = audit.diff_runs(a, b)
+    a, b = (open_source(str(p)) for p in two_runs)
+    result = diff_runs(a, b)
     assert result.compared == [2, 3]
     assert any("compared on the 2 common epochs 2-3" in note for note in result.notes)
     net1 = result.summary[(result.summary["epoch"] == 2) & (result.summary["net"] == 1)].iloc[0]
@@ -131,8 +136,8 @@ def test_diff_by_hand(two_runs):
 
 
 def test_diff_by_class_counts_within_each_noisy_class(two_runs):
-    a, b = (audit.open_source(str(p)) for p in two_runs)
-    by_class = audit.diff_runs(a, b, by_class=True, epochs=[2]).by_class
+    a, b = (open_source(str(p)) for p in two_runs)
+    by_class = diff_runs(a, b, by_class=True, epochs=[2]).by_class
     rows = by_class[by_class["net"] == 1].set_index("class")
     # class 0 = samples 0,1,2: A {0,1,2}, B {0,1}; class 1 = samples 3,4,5: A {}, B {3}
     assert rows.loc[0, ["n", "n_labeled_a", "n_labeled_b", "to_unlabeled", "to_labeled"]].tolist() == [3, 3, 2, 1, 0]
@@ -198,7 +203,7 @@ def test_cli_trace_prints_each_epoch_and_plots(two_runs, tmp_path):
     lines = [line.split() for line in result.stdout.splitlines() if line.strip().startswith(("1 ", "2 "))]
     assert len(lines) == 6  # 2 nets x 3 epochs
     assert plot.read_bytes().startswith(PNG_SIGNATURE)
-    frame = audit.trace_samples(audit.open_source(str(a)), [2])
+    frame = trace_samples(open_source(str(a)), [2])
     assert frame[frame["net"] == 1]["clean_prob"].tolist() == pytest.approx([0.7] * 3)
     assert frame["labeled"].tolist() == [True] * 6
 
@@ -214,8 +219,8 @@ def test_decision_rule_by_hand():
     predicted = np.array([0, 1, 1, 1, 0, 0])
     confidence = np.array([0.9, 0.9, 0.4, 0.9, 0.9, 0.9])
     clean_prob = np.array([0.8, 0.2, 0.2, 0.8, 0.2, 0.5])
-    codes, cleaned = audit.decide(noisy, predicted, confidence, clean_prob, 0.5)
-    assert [audit.DECISIONS[c] for c in codes] == [
+    codes, cleaned = decide(noisy, predicted, confidence, clean_prob, 0.5)
+    assert [DECISIONS[c] for c in codes] == [
         "kept",  # trusted and confirmed
         "relabelled",  # rejected, confidently another class
         "distrusted",  # rejected, another class but not confident
@@ -238,7 +243,7 @@ def test_export_of_a_real_run_without_the_truth(tiny_run: Path, tmp_path: Path):
     frame = pd.read_parquet(tmp_path / "out/cleaned_labels.parquet")
     csv = pd.read_csv(tmp_path / "out/cleaned_labels.csv")
     assert len(frame) == len(csv) == 1437
-    assert list(frame.columns) == audit.EXPORT_SCHEMA.names
+    assert list(frame.columns) == EXPORT_SCHEMA.names
     final = artifacts.read_table(run / "artifacts/divisions/epoch_003.parquet", "divisions")
     net1 = final[final["net"] == 1]["clean_prob"].to_numpy()
     assert frame["clean_prob_net1"].to_numpy() == pytest.approx(net1)
@@ -331,7 +336,7 @@ def test_diff_of_two_git_revisions_reads_them_from_the_dvc_cache(dvc_repo, tmp_p
     changed = rows[rows["moved"].astype(str) != "none"]
     assert sorted(changed["sample_index"]) == list(range(10))
     assert set(changed["epoch"]) == {3} and set(changed["net"]) == {1}
-    summary = audit.diff_runs(audit.open_source("HEAD~1", repo=root), audit.open_source("HEAD", repo=root)).summary
+    summary = diff_runs(open_source("HEAD~1", repo=root), open_source("HEAD", repo=root)).summary
     row = summary[(summary["epoch"] == 3) & (summary["net"] == 1)].iloc[0]
     assert (row["to_unlabeled"], row["to_labeled"]) == moved["commit"]
     assert summary.drop(index=row.name)[["to_unlabeled", "to_labeled"]].to_numpy().sum() == 0
@@ -341,7 +346,7 @@ def test_diff_of_two_git_revisions_reads_them_from_the_dvc_cache(dvc_repo, tmp_p
 
 def test_diff_against_a_dvc_experiment(dvc_repo):
     root, moved = dvc_repo
-    result = audit.diff_runs(audit.open_source("HEAD", repo=root), audit.open_source("flipped-exp", repo=root))
+    result = diff_runs(open_source("HEAD", repo=root), open_source("flipped-exp", repo=root))
     row = result.summary[(result.summary["epoch"] == 2) & (result.summary["net"] == 2)].iloc[0]
     assert (row["to_unlabeled"], row["to_labeled"]) == moved["exp"]
     assert result.summary[["to_unlabeled", "to_labeled"]].to_numpy().sum() == sum(moved["exp"])
@@ -351,8 +356,8 @@ def test_diff_against_a_dvc_experiment(dvc_repo):
 
 
 def test_diff_of_a_real_run_with_itself_is_all_agreement(tiny_run: Path):
-    run = audit.open_source(str(tiny_run))
-    summary = audit.diff_runs(run, run).summary
+    run = open_source(str(tiny_run))
+    summary = diff_runs(run, run).summary
     assert (summary["jaccard"] == 1.0).all() and (summary["to_labeled"] + summary["to_unlabeled"] == 0).all()
     assert list(summary["epoch"].unique()) == [2, 3]
     assert (summary["n_labeled_a"] > 0).all()

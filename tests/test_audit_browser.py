@@ -26,7 +26,10 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, TINY_PARAMS
-from dividemix import artifacts, audit
+from dividemix import artifacts
+from dividemix.audit.diff import diff_runs
+from dividemix.audit.pages import diff_html
+from dividemix.audit.sources import open_source
 
 CHROMIUM = Path("/usr/bin/chromium")
 TIMEOUT_S = 60.0  # generous: the test machine's 2 cores are often shared
@@ -233,7 +236,7 @@ def test_report_page_renders_in_chromium(tiny_run: Path, tmp_path: Path):
     from dividemix.config import parse_config, select
     from dividemix.evaluation import RunArtifacts, accuracy_curves, clean_mask, division_quality, summary_metrics
     from dividemix.noise import noisy_label_file
-    from dividemix.report import PARAM_KEYS, build_report
+    from dividemix.report.build import PARAM_KEYS, build_report
 
     prepared, noisy = tiny_run / "data/prepared", tiny_run / "data/noisy/labels.parquet"
     run = RunArtifacts(tiny_run / "artifacts")
@@ -263,9 +266,9 @@ def test_diff_page_renders_in_chromium(tiny_run: Path, tmp_path: Path):
     frame.loc[moved, "labeled"] = ~frame.loc[moved, "labeled"]
     frame.loc[moved, "clean_prob"] = 1.0 - frame.loc[moved, "clean_prob"]
     artifacts.write_table(last, "divisions", {c: frame[c].to_numpy() for c in frame.columns}, artifacts.read_meta(last))
-    result = audit.diff_runs(audit.open_source(str(tiny_run)), audit.open_source(str(other)), by_class=True)
+    result = diff_runs(open_source(str(tiny_run)), open_source(str(other)), by_class=True)
     page = tmp_path / "diff.html"
-    page.write_text(audit.diff_html(result), encoding="utf-8")
+    page.write_text(diff_html(result), encoding="utf-8")
     check = check_page(page, tmp_path / "chrome")
     keep_screenshot(check, tmp_path, "audit_diff.png")
     assert check.problems() == []

@@ -17,16 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_stage_script, tiny_params, write_params
+from conftest import dvc_stage_args, run_stage_script, tiny_params, write_params
 
-STAGE_ARGS = {
-    "noise": ["--prepared", "data/prepared", "--out", "data/noisy/labels.parquet", "--summary", "metrics/noise.json"],
-    "train": [
-        "--prepared", "data/prepared", "--noisy", "data/noisy/labels.parquet",
-        "--warmup-checkpoint", "checkpoints/warmup/nets.pt", "--checkpoint", "checkpoints/train/last.pt",
-        "--artifacts", "artifacts",
-    ],
-}
+STAGE_ARGS = {stage: dvc_stage_args(stage) for stage in ("noise", "train")}
+
 
 def with_top_level(**extra) -> dict:
     params = tiny_params()

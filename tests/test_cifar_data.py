@@ -21,20 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_stage_script, tiny_params, write_params
-from dividemix import data
+from conftest import dvc_stage_args, run_stage_script, tiny_params, write_params
 from dividemix.config import ConfigError, parse_config
-from dividemix.data import (
-    CIFAR10_CLASSES,
-    CIFAR100_CLASSES,
-    DATASETS,
-    DataSourceError,
-    load_test_set,
-    load_train_images,
-    load_train_truth,
-    prepare_dataset,
-    read_meta,
-)
+from dividemix.datasets.cifar import CIFAR10_CLASSES, CIFAR100_CLASSES, CIFAR100_SUPERCLASSES
+from dividemix.datasets.download import fetch_archive
+from dividemix.datasets.prepared import load_test_set, load_train_images, load_train_truth, read_meta
+from dividemix.datasets.registry import SPECS, prepare_dataset
+from dividemix.datasets.spec import DataSourceError
 
 PER_BATCH, N_TEST = 10, 20
 
@@ -74,7 +67,7 @@ def make_cifar100_archive(path: Path, seed: int = 1) -> dict:
     with tarfile.open(path, "w:gz") as tar:
         for name, (x, y) in (("train", train), ("test", test)):
             _add(tar, f"cifar-100-python/{name}", {"data": x, "fine_labels": y, "coarse_labels": [0] * len(y), "batch_label": name})
-        _add(tar, "cifar-100-python/meta", {"fine_label_names": list(CIFAR100_CLASSES), "coarse_label_names": list(data.CIFAR100_SUPERCLASSES)})
+        _add(tar, "cifar-100-python/meta", {"fine_label_names": list(CIFAR100_CLASSES), "coarse_label_names": list(CIFAR100_SUPERCLASSES)})
     return {
         "train_x": train[0].reshape(-1, 3, 32, 32),
         "train_y": np.asarray(train[1], dtype=np.int64),
@@ -127,9 +120,9 @@ def cifar10(server, monkeypatch):
     """The fake archive served at the official file name; the cifar10 spec's URL and md5 point at it."""
     arrays = make_cifar10_archive(server.root / "cifar-10-python.tar.gz")
     spec = dataclasses.replace(
-        DATASETS["cifar10"], url=f"{server.url}/cifar-10-python.tar.gz", md5=md5(server.root / "cifar-10-python.tar.gz")
+        SPECS["cifar10"], url=f"{server.url}/cifar-10-python.tar.gz", md5=md5(server.root / "cifar-10-python.tar.gz")
     )
-    monkeypatch.setitem(DATASETS, "cifar10", spec)
+    monkeypatch.setitem(SPECS, "cifar10", spec)
     return arrays, spec
 
 
@@ -155,7 +148,7 @@ def assert_prepared(folder: Path, arrays: dict, dataset: str, num_classes: int) 
 def test_cifar_specs_match_the_reference_and_torchvision():
     from torchvision.datasets import CIFAR10, CIFAR100
 
-    c10, c100 = DATASETS["cifar10"], DATASETS["cifar100"]
+    c10, c100 = SPECS["cifar10"], SPECS["cifar100"]
     assert (c10.url, c10.md5) == (CIFAR10.url, CIFAR10.tgz_md5)
     assert (c100.url, c100.md5) == (CIFAR100.url, CIFAR100.tgz_md5)
     assert c10.md5 == "c58f30108f718f92721af3b95e74349a" and c100.md5 == "eb9058c3a382ffc7106e4002c42a8d85"
@@ -238,7 +231,7 @@ def test_unreachable_url_is_one_line_saying_how_to_work_offline(cifar10, server,
 def test_missing_file_on_the_server_is_an_error(server, tmp_path):
     url = f"{server.url}/nothing-here.tar.gz"
     with pytest.raises(DataSourceError, match="404"):
-        data.fetch_archive(url, "0" * 32, tmp_path / "raw")
+        fetch_archive(url, "0" * 32, tmp_path / "raw")
 
 
 def test_mirror_url_and_md5(server, tmp_path):
@@ -331,11 +324,11 @@ def test_stage_with_a_corrupt_archive_exits_2_and_writes_nothing(tmp_path):
     raw.mkdir(parents=True)
     (raw / "cifar-10-python.tar.gz").write_bytes(b"not an archive")
     write_params(tmp_path / "params.yaml", tiny_params(**{"data.dataset": "cifar10"}))
-    result = run_stage_script("download", ["--out", "data/prepared"], cwd=tmp_path, check=False)
+    result = run_stage_script("download", dvc_stage_args("download"), cwd=tmp_path, check=False)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: download: ")
-    assert "cifar-10-python.tar.gz" in lines[0] and DATASETS["cifar10"].md5 in lines[0] and "delete" in lines[0]
+    assert "cifar-10-python.tar.gz" in lines[0] and SPECS["cifar10"].md5 in lines[0] and "delete" in lines[0]
     assert not (tmp_path / "data" / "prepared").exists()
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["raw"]  # no temporary folder left
     assert (raw / "cifar-10-python.tar.gz").read_bytes() == b"not an archive"
@@ -346,7 +339,7 @@ def test_stage_prepares_from_a_mirror(server, tmp_path):
     params = tiny_params(**{"data.dataset": "cifar10", "data.url": f"{server.url}/c10.tar.gz",
                             "data.md5": md5(server.root / "c10.tar.gz")})
     write_params(tmp_path / "params.yaml", params)
-    result = run_stage_script("download", ["--out", "data/prepared"], cwd=tmp_path)
+    result = run_stage_script("download", dvc_stage_args("download"), cwd=tmp_path)
     assert "50 train / 20 test" in result.stdout
     assert_prepared(tmp_path / "data" / "prepared", arrays, "cifar10", 10)
     assert json.loads((tmp_path / "data" / "prepared" / "meta.json").read_text())["dataset"] == "cifar10"

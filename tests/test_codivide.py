@@ -17,13 +17,20 @@ from torch import nn
 from torch.nn import functional as F
 
 import dividemix.codivide as codivide
-import dividemix.engine as engine
+import dividemix.inference as inference
+import dividemix.training.train as train_loop
+import dividemix.training.workspace as workspace
+from conftest import run_paths, stage_params, tiny_params
 from dividemix.codivide import LossHistory, divide, fit_mixture, min_max_normalise, per_sample_loss
 from dividemix.config import ConfigError, parse_config, select
-from dividemix.data import DATASETS, DeviceImages
+from dividemix.datasets.prepared import load_test_set
+from dividemix.datasets.registry import SPECS
+from dividemix.device_images import DeviceImages
+from dividemix.inference import eval_logits
 from dividemix.models import cnn_small
-
-from conftest import run_paths, stage_params, tiny_params
+from dividemix.training.rows import division_rows, epoch_row
+from dividemix.training.sampling import balanced_sample
+from dividemix.training.warmup import run_warmup
 
 
 # ----------------------------------------------------------------------------- normalisation
@@ -133,7 +140,7 @@ def few_digits():
 
 def test_per_sample_loss_is_plain_eval_mode_cross_entropy(few_digits, monkeypatch):
     images, labels = few_digits
-    monkeypatch.setattr(codivide, "EVAL_BATCH", 4)  # several batches: order and concatenation matter
+    monkeypatch.setattr(inference, "EVAL_BATCH", 4)  # several batches: order and concatenation matter
     torch.manual_seed(0)
     net = cnn_small(10, 1)
     net.train()
@@ -142,7 +149,7 @@ def test_per_sample_loss_is_plain_eval_mode_cross_entropy(few_digits, monkeypatc
             net(torch.randn(16, 1, 8, 8) * 2 + 1)
     buffers = {k: v.clone() for k, v in net.state_dict().items()}
 
-    loss = per_sample_loss(net, DeviceImages(images, DATASETS["digits"], torch.device("cpu")), labels)
+    loss = per_sample_loss(net, DeviceImages(images, SPECS["digits"], torch.device("cpu")), labels)
 
     # Independent: test transform is (pixel / 16 - mean) / std, the network in eval mode, no augmentation.
     x = (torch.as_tensor(images, dtype=torch.float32) / 16.0 - 0.3053) / 0.3760
@@ -173,7 +180,7 @@ def test_train_epoch_wiring_peer_of_net2_is_the_updated_net1(tiny_run, tmp_path,
     (root / "checkpoints/train/last.pt").unlink()  # start over from the warm-up checkpoint
 
     events: list[tuple] = []
-    real_divide, real_epoch = engine.co_divide_one, engine.dividemix_epoch
+    real_divide, real_epoch = train_loop.co_divide_one, train_loop.dividemix_epoch
 
     def recording_divide(net, *args, **kwargs):
         before = state_copy(net)
@@ -187,14 +194,14 @@ def test_train_epoch_wiring_peer_of_net2_is_the_updated_net1(tiny_run, tmp_path,
         events.append(("train", net_id, epoch, id(net), id(peer), division, net_before, peer_at_call, state_copy(net)))
         return rows
 
-    monkeypatch.setattr(engine, "co_divide_one", recording_divide)
-    monkeypatch.setattr(engine, "dividemix_epoch", recording_epoch)
+    monkeypatch.setattr(train_loop, "co_divide_one", recording_divide)
+    monkeypatch.setattr(train_loop, "dividemix_epoch", recording_epoch)
 
     raw = tiny_params(**{"train.epochs": 3})  # TINY_PARAMS with one DivideMix epoch (epoch 2): enough, and fast
     config = parse_config(raw)
     params = select(config, [f"{s}.{k}" for s, sec in raw.items() for k in sec])
     paths = run_paths(root)
-    engine.run_train(config, paths, params)
+    train_loop.run_train(config, paths, params)
 
     epochs = range(raw["train"]["warmup_epochs"], raw["train"]["epochs"])
     assert list(epochs) == [2]
@@ -235,7 +242,7 @@ def reference_balanced_sample(labels, num_samples, num_classes, order):
 def test_balanced_sample_is_the_reference_loop(num_samples):
     rng = np.random.default_rng(0)
     labels = rng.choice(7, size=1000, p=[0.4, 0.2, 0.1, 0.1, 0.1, 0.05, 0.05])  # imbalanced classes
-    out = engine.balanced_sample(labels, num_samples, 7, np.random.default_rng(3))
+    out = balanced_sample(labels, num_samples, 7, np.random.default_rng(3))
     order = np.random.default_rng(3).permutation(1000)  # the same draw
     np.testing.assert_array_equal(out, reference_balanced_sample(labels, num_samples, 7, order))
     counts = np.bincount(labels[out], minlength=7)
@@ -247,7 +254,7 @@ def test_per_sample_loss_of_a_subset_is_the_full_loss_at_those_samples(few_digit
     images, labels = few_digits
     torch.manual_seed(0)
     net = cnn_small(10, 1)
-    device_images = DeviceImages(images, DATASETS["digits"], torch.device("cpu"))
+    device_images = DeviceImages(images, SPECS["digits"], torch.device("cpu"))
     full = per_sample_loss(net, device_images, labels)
     index = torch.tensor([7, 2, 5])
     torch.testing.assert_close(per_sample_loss(net, device_images, labels, index=index, batch_size=2), full[index])
@@ -257,13 +264,13 @@ def test_co_divide_of_a_subset_records_its_sample_index(few_digits):
     images, labels = few_digits
     torch.manual_seed(0)
     net = cnn_small(10, 1)
-    device_images = DeviceImages(images, DATASETS["digits"], torch.device("cpu"))
+    device_images = DeviceImages(images, SPECS["digits"], torch.device("cpu"))
     subset = np.array([0, 3, 4, 8, 9])
     d = codivide.co_divide_one(net, device_images, labels, LossHistory(1), p_threshold=0.5, seed=0, subset=subset)
     np.testing.assert_array_equal(d.indices(), subset)
     full = per_sample_loss(net, device_images, labels).numpy()
     np.testing.assert_allclose(d.loss, full[subset], rtol=1e-6)
-    rows = engine.division_rows(4, {1: d}, labels.numpy())
+    rows = division_rows(4, {1: d}, labels.numpy())
     np.testing.assert_array_equal(rows["sample_index"], subset)
     np.testing.assert_array_equal(rows["noisy_label"], labels.numpy()[subset])
 
@@ -271,7 +278,6 @@ def test_co_divide_of_a_subset_records_its_sample_index(few_digits):
 @pytest.fixture(scope="module")
 def clothing_run(tmp_path_factory):
     """A tiny Clothing1M-protocol run on digits, with 100 test images lent as the validation set."""
-    from dividemix import data
     from dividemix.noise import noisy_label_file
 
     root = tmp_path_factory.mktemp("clothing")
@@ -279,13 +285,13 @@ def clothing_run(tmp_path_factory):
                          "train.lambda_u": 0.0, "train.conf_penalty": True})
     config = parse_config(raw)
     paths = run_paths(root)
-    DATASETS["digits"].prepare(paths.prepared)
+    SPECS["digits"].prepare(paths.prepared)
     noisy_label_file(dataset="digits", prepared=paths.prepared, out=paths.noisy, mode="sym", rate=0.5, seed=1)
-    test_x, test_y = data.load_test_set(paths.prepared)
+    test_x, test_y = load_test_set(paths.prepared)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(engine, "load_val_set", lambda prepared: (test_x[:100], test_y[:100]))
-        engine.run_warmup(config, paths, select(config, stage_params("warmup")))
-        engine.run_train(config, paths, select(config, stage_params("train")))
+        patch.setattr(workspace, "load_val_set", lambda prepared: (test_x[:100], test_y[:100]))
+        run_warmup(config, paths, select(config, stage_params("warmup")))
+        train_loop.run_train(config, paths, select(config, stage_params("train")))
     return root, config, (test_x[:100], test_y[:100])
 
 
@@ -324,22 +330,20 @@ def test_clothing1m_keeps_best_validation_weights_and_tests_their_ensemble(cloth
     for i in (1, 2):  # the best is the maximum over the epochs (the first of equals: strictly better)
         assert state["acc"][str(i)] == pytest.approx(epochs[f"val_acc_net{i}"].max())
     # test_acc_best_val is the test accuracy of the sum of the two best networks' logits
-    from dividemix import data
-
-    test_x, test_y = data.load_test_set(root / "data/prepared")
-    spec = DATASETS["digits"]
+    test_x, test_y = load_test_set(root / "data/prepared")
+    spec = SPECS["digits"]
     images = DeviceImages(test_x, spec, torch.device("cpu"))
     logits = 0
     for i in (1, 2):
         net = cnn_small(10, 1)
         net.load_state_dict(state["weights"][str(i)])
-        logits = logits + codivide.eval_logits(net, images)
+        logits = logits + eval_logits(net, images)
     expected = float((logits.argmax(1) == torch.as_tensor(test_y)).float().mean())
     assert epochs["test_acc_best_val"].iloc[-1] == pytest.approx(expected)
     # ... and val_acc_net1 is net1's validation accuracy that epoch: the best weights, where it peaked
     net = cnn_small(10, 1)
     net.load_state_dict(state["weights"]["1"])
-    val = codivide.eval_logits(net, DeviceImages(val_x, spec, torch.device("cpu"))).argmax(1)
+    val = eval_logits(net, DeviceImages(val_x, spec, torch.device("cpu"))).argmax(1)
     assert float((val == torch.as_tensor(val_y)).float().mean()) == pytest.approx(state["acc"]["1"])
 
 
@@ -356,7 +360,7 @@ def test_epochs_files_of_schema_v1_are_read_with_null_validation_columns(tmp_pat
 
     from dividemix import artifacts
 
-    row = engine.epoch_row(3, "dividemix", [0.5, 0.6, 0.7], {1: 10, 2: 11})
+    row = epoch_row(3, "dividemix", [0.5, 0.6, 0.7], {1: 10, 2: 11})
     artifacts.write_table(tmp_path / "epochs/epoch_004.parquet", "epochs", row | {"epoch": [4]})
     old = pa.Table.from_pydict({k: row[k] for k in artifacts.EPOCHS_V1.names}, schema=artifacts.EPOCHS_V1)
     old = old.replace_schema_metadata({b"dividemix.schema": b"epochs", b"dividemix.schema_version": b"1"})

@@ -10,10 +10,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from dividemix import data
-from dividemix.config import Config, ConfigError, load_config, parse_config
-
 from conftest import REPO, TINY_PARAMS, tiny_params, write_params
+from dividemix import catalog
+from dividemix.config import Config, ConfigError, load_config, parse_config
 
 
 def names_key(message: str, key: str) -> bool:
@@ -150,11 +149,7 @@ def test_warmup_epochs_not_below_epochs_is_refused():
 
 
 def test_asym_noise_for_a_data_set_without_a_map(monkeypatch):
-    spec = data.DigitsSpec(
-        name="nomap", num_classes=10, classes=tuple("0123456789"), pixel_scale=16.0, mean=(0.3,), std=(0.4,),
-        crop_padding=1, hflip=False, asym_map=None,
-    )
-    monkeypatch.setitem(data.DATASETS, "nomap", spec)
+    monkeypatch.setitem(catalog.DATASETS, "nomap", catalog.DatasetFacts(downloads=False, asym=False, folder=False))
     assert parse_config(tiny_params(**{"data.dataset": "nomap", "noise.mode": "sym"})).data.dataset == "nomap"
     assert_config_error(tiny_params(**{"data.dataset": "nomap", "noise.mode": "asym"}), "noise.mode", "allowed: none, sym")
 

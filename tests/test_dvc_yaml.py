@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from conftest import REPO, stage_params
+from conftest import REPO, stage_module, stage_params
+from dividemix.code_deps import SOURCE_ROOT, closure
 from dividemix.config import Config
+from dividemix.stage import flag
 
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
 STAGES = DVC["stages"]
@@ -31,6 +33,27 @@ def test_stage_depends_on_its_own_script_and_runs_it(name: str):
     assert STAGES[name]["cmd"].startswith(f"python stages/{name}.py")
 
 
+@pytest.mark.parametrize("name", list(STAGES))
+def test_stage_code_deps_are_exactly_the_library_files_its_script_executes(name: str):
+    """Editing a module reruns exactly the stages that run it (and a lazy import counts)."""
+    listed = sorted(dep for dep in STAGES[name]["deps"] if dep.startswith("pipeline/"))
+    script = REPO / "stages" / f"{name}.py"
+    executed = sorted(f"pipeline/{path.relative_to(SOURCE_ROOT).as_posix()}" for path in closure(script))
+    assert listed == executed
+
+
+def test_code_deps_keep_the_parts_apart():
+    """What the house promises (README, "Design"): the audit reruns nothing, the report's figures
+    rerun only the report, a family's download code reruns only download."""
+    runs = {name: set(dep for dep in STAGES[name]["deps"] if dep.startswith("pipeline/")) for name in STAGES}
+    assert not any("/audit/" in dep for deps in runs.values() for dep in deps)
+    assert [name for name, deps in runs.items() if "pipeline/dividemix/report/figures.py" in deps] == ["report"]
+    for family in ("cifar", "digits", "folder", "download"):
+        assert [name for name, deps in runs.items() if f"pipeline/dividemix/datasets/{family}.py" in deps] == ["download"]
+    for part in ("codivide", "mixmatch"):
+        assert [name for name, deps in runs.items() if f"pipeline/dividemix/{part}.py" in deps] == ["train"]
+
+
 def test_every_params_yaml_key_is_read_by_some_stage():
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     keys = {f"{section}.{key}" for section, values in params.items() for key in values}
@@ -40,10 +63,23 @@ def test_every_params_yaml_key_is_read_by_some_stage():
 
 def test_the_library_layout_is_the_one_dvc_yaml_wires(tmp_path):
     """Paths.layout (tests, benchmarks) names the same files as the stage commands."""
-    from dividemix.engine import Paths
+    from dividemix.layout import Paths
 
     commands = " ".join(stage["cmd"] for stage in STAGES.values())
     layout = Paths.layout(tmp_path)
     for field in layout.__dataclass_fields__:
         relative = getattr(layout, field).relative_to(tmp_path).as_posix()
         assert f" {relative} " in f" {commands} ", field
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_stage_command_passes_each_path_its_script_takes(name: str, tmp_path):
+    """`--FIELD PATH` for every PATHS entry of the script, PATH the layout's, and nothing else."""
+    from dividemix.layout import Paths
+
+    module = stage_module(name)
+    layout = Paths.layout(tmp_path)
+    words = STAGES[name]["cmd"].split()[2:]
+    given = dict(zip(words[::2], words[1::2]))
+    expected = {flag(field): getattr(layout, field).relative_to(tmp_path).as_posix() for field in module.PATHS}
+    assert given == expected

@@ -96,7 +96,7 @@ def test_stages_do_not_import_prefect(tmp_path: Path):
     """`dvc repro` needs no Prefect: no stage script imports it (importing all, running two)."""
     probe = (
         "import runpy, sys\n"
-        "for script, argv in [(s, ['--help']) for s in sys.argv[1].split(',')] + [(sys.argv[2], ['--out', 'prepared'])]:\n"
+        "for script, argv in [(s, ['--help']) for s in sys.argv[1].split(',')] + [(sys.argv[2], ['--prepared', 'prepared'])]:\n"
         "    sys.argv = [script, *argv]\n"
         "    try:\n"
         "        runpy.run_path(script, run_name='__main__')\n"

@@ -17,23 +17,22 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as tvf
 
-from conftest import run_stage_script, tiny_params, write_params
+from conftest import dvc_stage_args, run_stage_script, tiny_params, write_params
 from dividemix.config import ConfigError, parse_config
-from dividemix.data import (
+from dividemix.datasets.prepared import (
     TRAIN_GIVEN,
     TRAIN_TRUTH,
-    DataSourceError,
-    FolderSpec,
     has_truth,
     load_test_set,
     load_train_given_labels,
     load_train_images,
     load_train_truth,
     load_val_set,
-    prepare_dataset,
     read_meta,
-    resolve_spec,
+    spec_from_meta,
 )
+from dividemix.datasets.registry import prepare_dataset
+from dividemix.datasets.spec import DatasetSpec, DataSourceError
 from dividemix.noise import noisy_label_file
 
 SIZE = 8
@@ -120,16 +119,16 @@ def test_folder_prepares_resized_uint8_arrays_without_truth(folder):
         load_train_truth(out)
 
 
-def test_resolve_spec_takes_classes_and_statistics_from_meta(folder):
+def test_the_spec_comes_from_meta_with_its_classes_and_statistics(folder):
     base, _ = folder
     meta = prepare_dataset(config(base).data, base / "prepared")
-    spec = resolve_spec("folder", meta)
-    assert isinstance(spec, FolderSpec)
+    spec = spec_from_meta(read_meta(base / "prepared", dataset="folder"))
+    assert isinstance(spec, DatasetSpec)
     assert (spec.num_classes, spec.classes) == (3, ("0", "1", "2"))
     assert spec.mean == tuple(meta["mean"]) and spec.std == tuple(meta["std"])
     assert spec.pixel_scale == 255.0 and spec.hflip and spec.crop_padding == 1 and spec.asym_map is None
     with pytest.raises(ValueError, match="prepared data set is 'folder' but data.dataset is 'cifar10'"):
-        resolve_spec("cifar10", meta)
+        read_meta(base / "prepared", dataset="cifar10")
 
 
 def test_classes_file_names_the_classes(folder):
@@ -229,12 +228,12 @@ def test_download_stage_for_a_folder(folder):
         "data.val_list": "lists/val.txt", "data.test_list": "lists/test.txt", "data.image_size": SIZE, "noise.mode": "none",
     })
     write_params(base / "params.yaml", params)
-    result = run_stage_script("download", ["--out", "data/prepared"], cwd=base)
+    result = run_stage_script("download", dvc_stage_args("download"), cwd=base)
     assert "folder: 6 train / 3 val / 3 test images" in result.stdout
     before = (base / "data" / "prepared" / "meta.json").read_bytes()
 
     (base / "lists" / "test.txt").write_text("t/0.png 2\nt/9.png 1\n")
-    result = run_stage_script("download", ["--out", "data/prepared"], cwd=base, check=False)
+    result = run_stage_script("download", dvc_stage_args("download"), cwd=base, check=False)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "lists/test.txt:2: image images/t/9.png not found" in lines[0], lines

@@ -18,16 +18,22 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-import dividemix.engine as engine
-from dividemix.codivide import eval_logits
-from dividemix.data import DATASETS, DeviceImages, host_to_device, random_hflip, random_translate
-from dividemix.engine import dividemix_epoch, make_optimizer, warmup_epoch
-from dividemix.mixmatch import StepBatch, train_step, warmup_step
-
+import dividemix.training.dividemix_epoch as dividemix_epoch_module
+import dividemix.training.rows as training_rows
+from dividemix.codivide import LossHistory, co_divide_one
+from dividemix.datasets.registry import SPECS
+from dividemix.device import host_to_device
+from dividemix.device_images import DeviceImages
+from dividemix.inference import eval_logits
+from dividemix.mixmatch import StepBatch, train_step
+from dividemix.training.dividemix_epoch import dividemix_epoch
+from dividemix.training.optim import make_optimizer
+from dividemix.training.warmup import warmup_epoch, warmup_step
+from dividemix.transforms import random_hflip, random_translate
 from test_ablations import N_SMALL, small_ws
 from test_mixmatch import division
 
-RGB = dataclasses.replace(DATASETS["digits"], mean=(0.3, 0.4, 0.5), std=(0.2, 0.25, 0.3))
+RGB = dataclasses.replace(SPECS["digits"], mean=(0.3, 0.4, 0.5), std=(0.2, 0.25, 0.3))
 
 
 def rgb_images(n: int, seed: int = 0) -> np.ndarray:
@@ -197,8 +203,8 @@ def test_eval_passes_use_the_configured_batch():
     torch.testing.assert_close(logits, eval_logits(net, ws.train_images), rtol=1e-5, atol=1e-5)
     sizes.clear()
     net.register_forward_pre_hook(lambda module, args: sizes.append(len(args[0])))
-    engine.co_divide_one(net, ws.train_images, ws.noisy_labels, engine.LossHistory(1), p_threshold=0.5, seed=0,
-                         eval_batch_size=ws.config.train.eval_batch_size)
+    co_divide_one(net, ws.train_images, ws.noisy_labels, LossHistory(1), p_threshold=0.5, seed=0,
+                  eval_batch_size=ws.config.train.eval_batch_size)
     assert sizes == [64, 64, 64, 8]
 
 
@@ -208,7 +214,7 @@ SYNCS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__")
 
 @pytest.fixture
 def no_host_sync(monkeypatch):
-    """Tensor -> host conversions raise, except inside engine.host_values (the per-epoch gather).
+    """Tensor -> host conversions raise, except inside rows.host_values (the per-epoch gather).
 
     On a GPU each of these waits for the device; on the CPU they are the same calls, so a step
     loop that completes here makes none of them.
@@ -223,7 +229,7 @@ def no_host_sync(monkeypatch):
             return _real(self, *args, **kwargs)
 
         monkeypatch.setattr(torch.Tensor, name, guarded)
-    real_gather = engine.host_values
+    real_gather = training_rows.host_values
 
     def gather(values):
         state["allowed"] = True
@@ -232,7 +238,7 @@ def no_host_sync(monkeypatch):
         finally:
             state["allowed"] = False
 
-    monkeypatch.setattr(engine, "host_values", gather)
+    monkeypatch.setattr(training_rows, "host_values", gather)
     return state
 
 
@@ -252,8 +258,8 @@ def test_the_sync_guard_catches_a_sync_in_the_loop(no_host_sync, monkeypatch):
     """The control: one .item() per step (here in the ramp) is caught."""
     ws = small_ws()
     nets = {i: ws.new_net(i) for i in (1, 2)}
-    real_ramp = engine.ramp_weight
-    monkeypatch.setattr(engine, "ramp_weight", lambda *a: real_ramp(*a) + torch.zeros(()).item())
+    real_ramp = dividemix_epoch_module.ramp_weight
+    monkeypatch.setattr(dividemix_epoch_module, "ramp_weight", lambda *a: real_ramp(*a) + torch.zeros(()).item())
     labeled = np.zeros(N_SMALL, dtype=bool)
     labeled[:130] = True
     with pytest.raises(RuntimeError, match="Tensor.item"):

@@ -11,12 +11,12 @@ import shutil
 import pyarrow as pa
 import torch
 
-import dividemix.engine as engine
+import dividemix.training.train as train_loop
+from conftest import run_paths, stage_params, tiny_params
 from dividemix import artifacts
 from dividemix.codivide import Division
 from dividemix.config import parse_config, select
-
-from conftest import run_paths, stage_params, tiny_params
+from dividemix.training.rows import merge_rows
 
 
 def live(kind: type) -> int:
@@ -29,17 +29,17 @@ def test_run_train_keeps_no_data_of_past_epochs(tiny_run, tmp_path, monkeypatch)
     shutil.copytree(tiny_run, root)
     (root / "checkpoints/train/last.pt").unlink()
     seen = []
-    real_save = engine.save_checkpoint
+    real_save = train_loop.save_checkpoint
 
     def counting_save(path, state):
         # at the end of each epoch: this epoch's two divisions, none of an earlier one
         seen.append((state["epoch"], live(Division), [len(state["history"][str(i)]) for i in (1, 2)]))
         real_save(path, state)
 
-    monkeypatch.setattr(engine, "save_checkpoint", counting_save)
+    monkeypatch.setattr(train_loop, "save_checkpoint", counting_save)
     before = live(Division)
     config = parse_config(tiny_params(**{"train.epochs": 5, "train.lr_drop_epoch": 4, "train.loss_history": 2}))
-    engine.run_train(config, run_paths(root), select(config, stage_params("train")))
+    train_loop.run_train(config, run_paths(root), select(config, stage_params("train")))
     assert [epoch for epoch, _, _ in seen] == [2, 3, 4]
     assert all(count - before == 2 for _, count, _ in seen), seen
     # the loss history is bounded by its window (2), however many epochs ran
@@ -71,7 +71,7 @@ def test_row_buffer_holds_compact_arrow_rows_and_writes_the_same_file(tmp_path):
     for part in parts:
         few.append(part)
     artifacts.write_table(tmp_path / "a.parquet", "losses", few.table(), {"k": 1})
-    artifacts.write_table(tmp_path / "b.parquet", "losses", engine.merge_rows(*parts), {"k": 1})
+    artifacts.write_table(tmp_path / "b.parquet", "losses", merge_rows(*parts), {"k": 1})
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
 
 

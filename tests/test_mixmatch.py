@@ -13,16 +13,16 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import tiny_params
 from dividemix import artifacts
 from dividemix.codivide import Division, Mixture
 from dividemix.config import parse_config
-from dividemix.data import DATASETS, DeviceImages
-from dividemix.engine import NETS, Workspace, derived_seed, dividemix_epoch, learning_rate, make_optimizer
+from dividemix.datasets.registry import SPECS
+from dividemix.device_images import DeviceImages
 from dividemix.mixmatch import (
     StepBatch,
     co_guess,
     co_refine,
-    confidence_penalty,
     labeled_loss,
     mix,
     mixup_coefficient,
@@ -32,8 +32,11 @@ from dividemix.mixmatch import (
     train_step,
     unlabeled_loss,
 )
-
-from conftest import tiny_params
+from dividemix.seeds import derived_seed
+from dividemix.training.dividemix_epoch import dividemix_epoch
+from dividemix.training.optim import learning_rate, make_optimizer
+from dividemix.training.warmup import confidence_penalty
+from dividemix.training.workspace import NETS, Workspace
 
 
 def np_softmax(z):
@@ -300,7 +303,7 @@ def small_ws() -> Workspace:
     images = bunch.images.astype(np.uint8)[:, None]
     config = parse_config(tiny_params())  # B = 64, warm-up 2, lr 0.02 dropped at epoch 3, lambda_u 25
     cpu = torch.device("cpu")
-    spec = DATASETS["digits"]
+    spec = SPECS["digits"]
     return Workspace(
         config=config,
         device=cpu,

@@ -8,7 +8,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from dividemix.data import DATASETS, write_prepared
+from dividemix.datasets.prepared import write_prepared
+from dividemix.datasets.registry import SPECS
 from dividemix.noise import inject_noise, noisy_indices, noisy_label_file
 
 C = 10
@@ -22,7 +23,7 @@ def sym(labels, rate, seed):
 
 
 def asym(labels, rate, seed):
-    return inject_noise(labels, mode="asym", rate=rate, seed=seed, num_classes=C, asym_map=DATASETS["digits"].asym_map)
+    return inject_noise(labels, mode="asym", rate=rate, seed=seed, num_classes=C, asym_map=SPECS["digits"].asym_map)
 
 
 def picked_by_asym(n: int, rate: float, seed: int) -> np.ndarray:
@@ -89,7 +90,7 @@ def test_noise_does_not_modify_its_input_array():
 
 # ----------------------------------------------------------------------------------- asymmetric
 def test_digits_asym_map_is_the_documented_one():
-    assert DATASETS["digits"].asym_map == {7: 1, 1: 7, 3: 8, 8: 3, 5: 6, 6: 5}
+    assert SPECS["digits"].asym_map == {7: 1, 1: 7, 3: 8, 8: 3, 5: 6, 6: 5}
 
 
 def test_asymmetric_noise_at_rate_one_maps_every_label():
@@ -137,7 +138,7 @@ def test_same_seed_same_labels_other_seed_other_labels(mode):
 @pytest.mark.parametrize(("mode", "rate"), [("none", 0.5), ("none", 1.0), ("sym", 0.0), ("asym", 0.0)])
 def test_no_noise_returns_labels_unchanged(mode, rate):
     labels = np.random.default_rng(2).integers(0, C, size=500)
-    noisy = inject_noise(labels, mode=mode, rate=rate, seed=0, num_classes=C, asym_map=DATASETS["digits"].asym_map)
+    noisy = inject_noise(labels, mode=mode, rate=rate, seed=0, num_classes=C, asym_map=SPECS["digits"].asym_map)
     np.testing.assert_array_equal(noisy, labels)
     assert noisy is not labels  # a copy: corrupting it later must not corrupt the truth
 
@@ -150,7 +151,7 @@ def prepared(tmp_path):
     truth = np.repeat(np.arange(C), n // C)
     rng.shuffle(truth)
     images = rng.integers(0, 17, size=(n, 1, 8, 8), dtype=np.uint8)
-    write_prepared(DATASETS["digits"], tmp_path / "prepared", images, truth, images[:20], truth[:20])
+    write_prepared(SPECS["digits"], tmp_path / "prepared", images, truth, images[:20], truth[:20])
     return tmp_path / "prepared", truth
 
 

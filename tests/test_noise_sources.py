@@ -13,10 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from conftest import run_stage_script, tiny_params, write_params
+from conftest import dvc_stage_args, run_stage_script, tiny_params, write_params
 from dividemix.config import ConfigError, parse_config
-from dividemix.data import CIFAR100_CLASSES, CIFAR100_SUPERCLASSES, DATASETS, write_prepared
-from dividemix.noise import LabelFileError, inject_noise, noisy_label_file, read_label_file
+from dividemix.datasets.cifar import CIFAR100_CLASSES, CIFAR100_SUPERCLASSES
+from dividemix.datasets.prepared import write_prepared
+from dividemix.datasets.registry import SPECS
+from dividemix.label_files import LabelFileError, read_label_file
+from dividemix.noise import inject_noise, noisy_label_file
 
 # Fine label -> superclass index, written out independently of our table: the widely used
 # `sparse2coarse` array (github.com/ryanchankh/cifar100coarse), i.e. the archive's coarse_labels.
@@ -31,7 +34,7 @@ SPARSE2COARSE = [
 # ------------------------------------------------------------------------------ asymmetric maps
 def test_cifar10_asym_map_is_the_reference_one():
     labels = np.repeat(np.arange(10), 20)
-    noisy = inject_noise(labels, mode="asym", rate=1.0, seed=0, num_classes=10, asym_map=DATASETS["cifar10"].asym_map)
+    noisy = inject_noise(labels, mode="asym", rate=1.0, seed=0, num_classes=10, asym_map=SPECS["cifar10"].asym_map)
     #                       airplane auto bird cat deer dog frog horse ship truck
     expected = np.array([0, 1, 0, 5, 7, 3, 6, 7, 8, 1])
     np.testing.assert_array_equal(noisy, expected[labels])
@@ -49,7 +52,7 @@ def test_cifar100_superclass_table_matches_the_archives_coarse_labels():
 
 
 def test_cifar100_asym_is_next_class_within_the_superclass():
-    mapping = DATASETS["cifar100"].asym_map
+    mapping = SPECS["cifar100"].asym_map
     index = {name: i for i, name in enumerate(CIFAR100_CLASSES)}
     # By hand, from the data set's page: aquatic mammals beaver, dolphin, otter, seal, whale.
     assert [CIFAR100_CLASSES[mapping[index[n]]] for n in ("beaver", "dolphin", "otter", "seal", "whale")] == [
@@ -70,7 +73,7 @@ def test_cifar100_asym_is_next_class_within_the_superclass():
 
 def test_cifar100_asym_noise_changes_exactly_the_picked_samples():
     labels = np.random.default_rng(0).integers(0, 100, size=5000)
-    noisy = inject_noise(labels, mode="asym", rate=0.4, seed=2, num_classes=100, asym_map=DATASETS["cifar100"].asym_map)
+    noisy = inject_noise(labels, mode="asym", rate=0.4, seed=2, num_classes=100, asym_map=SPECS["cifar100"].asym_map)
     assert (noisy != labels).sum() == 2000
     coarse = np.array(SPARSE2COARSE)
     np.testing.assert_array_equal(coarse[noisy], coarse[labels])
@@ -188,7 +191,7 @@ def test_missing_label_file(tmp_path):
 @pytest.fixture
 def cifar_prepared(tmp_path, truth):
     images = np.zeros((N, 3, 32, 32), dtype=np.uint8)
-    write_prepared(DATASETS["cifar10"], tmp_path / "prepared", images, truth, images[:5], truth[:5])
+    write_prepared(SPECS["cifar10"], tmp_path / "prepared", images, truth, images[:5], truth[:5])
     return tmp_path / "prepared"
 
 
@@ -239,12 +242,12 @@ def test_bad_noise_file_keys_are_one_line_config_errors(keys, named, fragment):
 def test_noise_stage_reads_a_label_file_under_labels(tmp_path, truth):
     """The stage as DVC runs it: noise.file relative to the repository (the working directory)."""
     images = np.zeros((N, 1, 8, 8), dtype=np.uint8)
-    write_prepared(DATASETS["digits"], tmp_path / "data" / "prepared", images, truth, images[:5], truth[:5])
+    write_prepared(SPECS["digits"], tmp_path / "data" / "prepared", images, truth, images[:5], truth[:5])
     (tmp_path / "labels").mkdir()
     noisy = (truth + (np.arange(N) % 4 == 0)) % CLASSES  # every 4th label wrong
     pd.DataFrame({"sample_index": np.arange(N), "label": noisy}).to_csv(tmp_path / "labels" / "mine.csv", index=False)
     write_params(tmp_path / "params.yaml", tiny_params(**{"noise.mode": "file", "noise.file": "labels/mine.csv"}))
-    args = ["--prepared", "data/prepared", "--out", "data/noisy/labels.parquet", "--summary", "metrics/noise.json"]
+    args = dvc_stage_args("noise")
     result = run_stage_script("noise", args, cwd=tmp_path)
     assert "25 of 100 labels wrong" in result.stdout
     summary = json.loads((tmp_path / "metrics" / "noise.json").read_text())

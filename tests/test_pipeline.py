@@ -175,8 +175,9 @@ def test_a_train_checkpoint_made_by_other_code_is_not_resumed(tmp_path: Path, ti
     import io
 
     from conftest import run_paths, stage_params
-    from dividemix import engine
     from dividemix.config import parse_config, select
+    from dividemix.training import checkpoint
+    from dividemix.training.train import run_train
 
     root = tmp_path / "run"
     shutil.copytree(tiny_run, root)
@@ -185,11 +186,11 @@ def test_a_train_checkpoint_made_by_other_code_is_not_resumed(tmp_path: Path, ti
     epochs = TINY_PARAMS["train"]["epochs"] - TINY_PARAMS["train"]["warmup_epochs"]
 
     same_code = io.StringIO()
-    engine.run_train(config, run_paths(root), params, stream=same_code)
+    run_train(config, run_paths(root), params, stream=same_code)
     assert f"[train] {epochs}/{epochs}" not in same_code.getvalue()  # finished: nothing to redo
 
-    monkeypatch.setattr(engine, "training_code_digest", lambda: {"engine": "other code"})
+    monkeypatch.setattr(checkpoint, "training_code_digest", lambda: {"engine": "other code"})
     other_code = io.StringIO()
-    engine.run_train(config, run_paths(root), params, stream=other_code)
+    run_train(config, run_paths(root), params, stream=other_code)
     assert f"[train] 1/{epochs}" in other_code.getvalue() and "resuming" not in other_code.getvalue()
     assert_same_artifacts(root, tiny_run)  # (the code did not really change: same results)

@@ -14,15 +14,9 @@ from dividemix.config import parse_config, select
 from dividemix.evaluation import RunArtifacts, accuracy_curves, clean_mask, division_quality, summary_metrics
 from dividemix.noise import noisy_label_file
 from dividemix.presets import CELL_KEYS
-from dividemix.report import (
-    NO_PAPER_CELL,
-    PARAM_KEYS,
-    build_report,
-    format_percent,
-    histogram_epochs,
-    paper_comparison,
-    results_rows,
-)
+from dividemix.report.build import PARAM_KEYS, build_report
+from dividemix.report.figures import histogram_epochs
+from dividemix.report.tables import NO_PAPER_CELL, format_percent, paper_comparison, results_rows
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -126,7 +120,7 @@ def stage_args(inputs: dict, tiny_run: Path, metrics: Path, out: Path) -> list[s
         "--artifacts", str(tiny_run / "artifacts"),
         "--metrics", str(metrics),
         "--noise-summary", str(inputs["noise_file"]),
-        "--out", str(out),
+        "--report", str(out),
     ]
 
 

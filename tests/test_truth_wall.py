@@ -7,8 +7,10 @@ from pathlib import Path
 
 from conftest import run_paths, tiny_params
 from dividemix.config import parse_config, select
-from dividemix.data import TRAIN_TRUTH
-from dividemix.engine import run_baseline, run_train, run_warmup
+from dividemix.datasets.prepared import TRAIN_TRUTH
+from dividemix.training.baseline import run_baseline
+from dividemix.training.train import run_train
+from dividemix.training.warmup import run_warmup
 
 
 def test_warmup_train_and_baseline_run_without_the_true_labels(tiny_run: Path, tmp_path: Path):

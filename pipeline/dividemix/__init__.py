@@ -2,7 +2,7 @@
 
 The algorithm as an importable library: configuration, data sets and noise, models, co-divide,
 the MixMatch step, the epoch loop with checkpoints, and the artifact contract. It knows nothing of
-DVC or Prefect; the stage scripts in `stages/` are thin shells around it.
+DVC or Prefect; the stage scripts in `stages/` are thin shells around it. The map of the package,
+and what each part may import, is in README.md ("Design: the house"). Importing the package
+executes nothing.
 """
-
-__version__ = "0.1.0"

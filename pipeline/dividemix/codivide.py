@@ -13,37 +13,8 @@ import torch
 from sklearn.mixture import GaussianMixture
 from torch import nn
 
-from dividemix.data import DeviceImages
-from dividemix.mixmatch import autocast
-
-EVAL_BATCH = 1024  # default batch of the eval passes (train.eval_batch_size): no augmentation, no grad
-
-
-@torch.no_grad()
-def eval_logits(
-    net: nn.Module,
-    images: DeviceImages,
-    *,
-    index: torch.Tensor | None = None,
-    batch_size: int | None = None,
-    amp: bool = False,
-) -> torch.Tensor:
-    """Logits of every image (or of `index`, in that order): eval mode, the test transform.
-
-    Batches of `batch_size` (default EVAL_BATCH); with `amp` under bf16 autocast. (N, C) float32.
-    """
-    net.eval()
-    size = batch_size or EVAL_BATCH
-    n = len(images) if index is None else len(index)
-    logits = []
-    for start in range(0, n, size):
-        if index is None:
-            chunk = torch.arange(start, min(start + size, n), device=images.device)
-        else:
-            chunk = index[start : start + size]
-        with autocast(images.device, amp):
-            logits.append(net(images.plain(chunk)).float())
-    return torch.cat(logits)
+from dividemix.device_images import DeviceImages
+from dividemix.inference import eval_logits
 
 
 def per_sample_loss(
@@ -57,7 +28,8 @@ def per_sample_loss(
 ) -> torch.Tensor:
     """Cross-entropy of every training sample (or of `index`) against its noisy label.
 
-    Eval mode and the test transform (no augmentation), as the reference's `eval_train`.
+    Eval mode and the test transform (no augmentation), as the reference's `eval_train`; batches
+    of `batch_size` (default `inference.EVAL_BATCH`).
     Returns a float32 CPU tensor of shape (N,) (or (len(index),)).
     """
     logits = eval_logits(net, images, index=index, batch_size=batch_size, amp=amp)

@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from dividemix import catalog
+
 
 class ConfigError(ValueError):
     """A parameter is missing, unknown, mistyped or out of range (message: one line)."""
@@ -60,10 +62,8 @@ class DataConfig(_Section):
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, value: str) -> str:
-        from dividemix.data import DATASETS
-
-        if value not in DATASETS:
-            raise ValueError(f"unknown data set {value!r}; allowed: {', '.join(DATASETS)}")
+        if value not in catalog.DATASETS:
+            raise ValueError(f"unknown data set {value!r}; allowed: {', '.join(catalog.DATASETS)}")
         return value
 
     @field_validator("url")
@@ -114,10 +114,8 @@ class ModelConfig(_Section):
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, value: str) -> str:
-        from dividemix.models import MODELS
-
-        if value not in MODELS:
-            raise ValueError(f"unknown model {value!r}; allowed: {', '.join(sorted(MODELS))}")
+        if value not in catalog.MODELS:
+            raise ValueError(f"unknown model {value!r}; allowed: {', '.join(sorted(catalog.MODELS))}")
         return value
 
 
@@ -189,10 +187,8 @@ class Config(_Section):
     @model_validator(mode="after")
     def _data_source_complete(self) -> "Config":
         """The data section's keys that go together (messages name the key)."""
-        from dividemix.data import DATASETS
-
         data = self.data
-        if data.dataset == "folder":
+        if catalog.DATASETS[data.dataset].folder:
             for key in ("root", "train_list", "test_list", "image_size"):
                 if getattr(data, key) is None:
                     raise ValueError(f"data.{key}: required when data.dataset is 'folder'")
@@ -205,21 +201,20 @@ class Config(_Section):
         if (data.url is None) != (data.md5 is None):
             missing = "data.md5" if data.md5 is None else "data.url"
             raise ValueError(f"{missing}: data.url and data.md5 go together (a mirror and its archive's md5, or both null)")
-        if data.url is not None and not getattr(DATASETS[data.dataset], "url", ""):
-            raise ValueError(f"data.url: data set {data.dataset!r} downloads nothing; allowed only for cifar10, cifar100")
+        if data.url is not None and not catalog.DATASETS[data.dataset].downloads:
+            downloading = ", ".join(name for name, facts in catalog.DATASETS.items() if facts.downloads)
+            raise ValueError(f"data.url: data set {data.dataset!r} downloads nothing; allowed only for {downloading}")
         return self
 
     @model_validator(mode="after")
     def _noise_defined_for_dataset(self) -> "Config":
-        from dividemix.data import DATASETS
-
         noise, dataset = self.noise, self.data.dataset
-        if dataset == "folder" and noise.mode not in ("none", "file"):
+        if catalog.DATASETS[dataset].folder and noise.mode not in ("none", "file"):
             raise ValueError(
                 f"noise.mode {noise.mode!r} needs true labels to corrupt, and data set 'folder' has none "
                 "(its training list's labels are the noisy ones); allowed: none, file"
             )
-        if noise.mode == "asym" and DATASETS[dataset].asym_map is None:
+        if noise.mode == "asym" and not catalog.DATASETS[dataset].asym:
             raise ValueError(
                 f"noise.mode 'asym' is not defined for data set {dataset!r}; allowed: none, sym, sym_true, file"
             )

@@ -16,7 +16,7 @@ import pyarrow.dataset as ds
 from sklearn.metrics import roc_auc_score
 
 from dividemix import artifacts
-from dividemix.data import has_truth, load_train_truth
+from dividemix.datasets.prepared import has_truth, load_train_truth
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,20 @@
 """Where a run's files live, relative to the repository root: the layout dvc.yaml wires.
 
-The stages take their paths from dvc.yaml; everything that finds a run's files by itself (runs
-outside DVC, the audit commands, the Prefect flows) reads these names. Plain strings and no
-imports, so the audit and the flows use them without importing torch or training code;
-tests keep them equal to dvc.yaml (test_dvc_yaml through `engine.Paths.layout`, test_flows for
-the outputs the flows read).
+The stages take their paths from dvc.yaml (`--FIELD PATH` on their command lines, one per field of
+`Paths`); everything that finds a run's files by itself (runs outside DVC, the audit commands, the
+Prefect flows) reads these names. Standard library only, so the audit and the flows use them
+without importing torch or training code; tests keep them equal to dvc.yaml.
 """
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 PREPARED = "data/prepared"
 TRAIN_TRUTH = f"{PREPARED}/train_truth.npy"
 NOISY_LABELS = "data/noisy/labels.parquet"
+NOISE_SUMMARY = "metrics/noise.json"
 WARMUP_CHECKPOINT = "checkpoints/warmup/nets.pt"
 TRAIN_CHECKPOINT = "checkpoints/train/last.pt"
 ARTIFACTS = "artifacts"
@@ -18,6 +23,42 @@ BASELINE_ARTIFACTS = f"{ARTIFACTS}/baseline"
 DIVISIONS = f"{ARTIFACTS}/divisions"
 EPOCHS = f"{ARTIFACTS}/epochs"
 EVAL_METRICS = "metrics/eval.json"
-DIVISION_PLOT = "plots/division.csv"
-REPORT_MD = "report/report.md"
-REPORT_HTML = "report/index.html"
+PLOTS = "plots"
+DIVISION_PLOT = f"{PLOTS}/division.csv"
+REPORT = "report"
+REPORT_MD = f"{REPORT}/report.md"
+REPORT_HTML = f"{REPORT}/index.html"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where a stage reads and writes: given by dvc.yaml on the command line, never hard-coded.
+
+    A stage fills in the fields it uses (its `--FIELD` arguments); the others stay None.
+    """
+
+    prepared: Path | None = None  # download's folder (datasets.prepared)
+    noisy: Path | None = None  # the noisy labels (Parquet)
+    noise_summary: Path | None = None  # the noise stage's JSON metric
+    warmup_checkpoint: Path | None = None  # both networks and optimisers after warm-up
+    warmup_artifacts: Path | None = None  # warm-up epochs and losses (Parquet)
+    baseline: Path | None = None  # the baseline's epochs and losses (Parquet)
+    train_checkpoint: Path | None = None  # the resume checkpoint, written every epoch
+    artifacts: Path | None = None  # root of divisions/, mixtures/, losses/, epochs/
+    metrics: Path | None = None  # evaluate's metrics JSON
+    plots: Path | None = None  # the data of `dvc plots`
+    report: Path | None = None  # index.html, report.md, figures/
+
+    @classmethod
+    def layout(cls, root: Path) -> "Paths":
+        """The layout dvc.yaml wires, under `root`: for runs outside DVC (tests, benchmarks).
+
+        The stages never use it (their paths come from dvc.yaml); a test keeps the two equal.
+        """
+        relative = {
+            "prepared": PREPARED, "noisy": NOISY_LABELS, "noise_summary": NOISE_SUMMARY,
+            "warmup_checkpoint": WARMUP_CHECKPOINT, "warmup_artifacts": WARMUP_ARTIFACTS,
+            "baseline": BASELINE_ARTIFACTS, "train_checkpoint": TRAIN_CHECKPOINT, "artifacts": ARTIFACTS,
+            "metrics": EVAL_METRICS, "plots": PLOTS, "report": REPORT,
+        }
+        return cls(**{field.name: Path(root) / relative[field.name] for field in fields(cls)})

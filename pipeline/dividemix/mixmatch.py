@@ -6,7 +6,6 @@ Each function is one step of the paper (Algorithm 1) and of the official `train(
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,24 +13,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dividemix.data import host_to_device
+from dividemix.device import host_to_device, logits_of
 
 PROTOCOLS = ("cifar", "clothing1m")
-
-
-def autocast(device: torch.device, amp: bool):
-    """bf16 autocast on `device` when `amp` (train.amp), else nothing at all (bit-identical fp32)."""
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if amp else nullcontext()
-
-
-def logits_of(net: nn.Module, x: torch.Tensor, *, amp: bool = False) -> torch.Tensor:
-    """`net(x)`; with `amp` the forward pass runs under bf16 autocast and the logits come back in
-    float32, so that every softmax, loss and target is computed in float32."""
-    if not amp:
-        return net(x)
-    with autocast(x.device, True):
-        out = net(x)
-    return out.float()
 
 
 def sharpen(p: torch.Tensor, T: float) -> torch.Tensor:
@@ -134,13 +118,6 @@ def prior_penalty(logits: torch.Tensor, num_classes: int) -> torch.Tensor:
     return torch.sum(prior * torch.log(prior / pred_mean))
 
 
-def confidence_penalty(logits: torch.Tensor) -> torch.Tensor:
-    """Negative entropy mean(sum(p log p)), the reference's `NegEntropy` for warm-up under asym noise."""
-    # softmax * log_softmax, not the reference's probs.log() * probs: the same value, but no
-    # NaN (0 * -inf) when a float32 probability rounds to 0.
-    return torch.mean(torch.sum(F.softmax(logits, dim=1) * F.log_softmax(logits, dim=1), dim=1))
-
-
 @dataclass(frozen=True)
 class StepBatch:
     """One step's inputs: two augmentations of B labeled and B' unlabeled samples (B' may be 0)."""
@@ -230,26 +207,3 @@ def train_step(
     loss.backward()
     optimizer.step()
     return torch.stack([loss_x, loss_u, penalty, loss]).detach()
-
-
-def warmup_step(
-    net: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    conf_penalty: bool,
-    amp: bool = False,
-) -> torch.Tensor:
-    """Plain cross-entropy on noisy labels (+ negative entropy if `conf_penalty`); returns (ce, penalty, loss).
-
-    `amp`: the forward pass under bf16 autocast, the losses in float32.
-    """
-    logits = logits_of(net, images, amp=amp)
-    ce = F.cross_entropy(logits, labels)
-    penalty = confidence_penalty(logits) if conf_penalty else ce.new_zeros(())
-    loss = ce + penalty
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return torch.stack([ce, penalty, loss]).detach()

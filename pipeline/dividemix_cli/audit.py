@@ -61,44 +61,48 @@ def register(subparsers) -> None:
 
 
 def run_diff(args: argparse.Namespace) -> int:
-    from dividemix import audit
+    from dividemix.audit import diff, text
+    from dividemix.audit.sources import open_source
 
-    a = audit.open_source(args.a, repo=args.repo)
-    b = audit.open_source(args.b, repo=args.repo)
-    epochs = audit.parse_epochs(args.epochs) if args.epochs else None
+    a = open_source(args.a, repo=args.repo)
+    b = open_source(args.b, repo=args.repo)
+    epochs = diff.parse_epochs(args.epochs) if args.epochs else None
     if args.out is not None:
         if args.out.suffix != ".parquet":
             raise CliError(f"--out {args.out}: expected FILE.parquet")
-        with audit.PerSampleWriter(args.out) as writer:
-            result = audit.diff_runs(a, b, by_class=args.by_class, epochs=epochs, per_sample=writer)
+        with diff.PerSampleWriter(args.out) as writer:
+            result = diff.diff_runs(a, b, by_class=args.by_class, epochs=epochs, per_sample=writer)
     else:
-        result = audit.diff_runs(a, b, by_class=args.by_class, epochs=epochs)
-    print("\n".join(audit.diff_header(result)))
+        result = diff.diff_runs(a, b, by_class=args.by_class, epochs=epochs)
+    print("\n".join(text.diff_header(result)))
     print()
-    print(audit.text_table(result.summary[audit.summary_columns(result)]))
+    print(text.text_table(result.summary[text.summary_columns(result)]))
     if result.by_class is not None:
         print()
         print("per class (noisy label):")
-        print(audit.text_table(result.by_class))
+        print(text.text_table(result.by_class))
     if args.out is not None:
         print(f"\nper-sample differences: {args.out}")
     if args.html is not None:
+        from dividemix.audit.pages import diff_html
         from dividemix.io import write_text_atomic
 
-        write_text_atomic(args.html, audit.diff_html(result))
+        write_text_atomic(args.html, diff_html(result))
         print(f"page: {args.html}")
     return 0
 
 
 def run_trace(args: argparse.Namespace) -> int:
-    from dividemix import audit
+    from dividemix.audit import epochs as run_epochs
+    from dividemix.audit import text, trace
+    from dividemix.audit.sources import open_source
 
-    source = audit.open_source(args.rev or args.source, repo=args.repo)
-    frame = audit.trace_samples(source, args.samples)
-    truth = audit.sample_truth(source, args.samples) or {}
-    threshold = audit.division_threshold(audit.recorded_params(source))
+    source = open_source(args.rev or args.source, repo=args.repo)
+    frame = trace.trace_samples(source, args.samples)
+    truth = run_epochs.sample_truth(source, args.samples) or {}
+    threshold = run_epochs.division_threshold(run_epochs.recorded_params(source))
     epochs = sorted(frame["epoch"].unique())
-    print(f"run: {source.name}; division epochs {audit.describe_epochs(epochs)} (warm-up epochs have no division); "
+    print(f"run: {source.name}; division epochs {run_epochs.describe_epochs(epochs)} (warm-up epochs have no division); "
           f"labeled = clean_prob > {threshold}")
     for sample, rows in frame.groupby("sample_index", sort=True):
         noisy = int(rows["noisy_label"].iloc[0])
@@ -106,22 +110,22 @@ def run_trace(args: argparse.Namespace) -> int:
         if sample in truth:
             known = f"; true label {truth[sample]} ({'correct' if truth[sample] == noisy else 'wrong'})"
         print(f"\nsample {sample}: noisy label {noisy}{known}")
-        print(audit.text_table(rows[["net", "epoch", "loss", "loss_norm", "clean_prob", "labeled"]]))
+        print(text.text_table(rows[["net", "epoch", "loss", "loss_norm", "clean_prob", "labeled"]]))
     if args.plot is not None:
         from dividemix.io import write_atomic
 
-        png = audit.trace_plot(frame, threshold)
+        png = trace.trace_plot(frame, threshold)
         write_atomic(args.plot, lambda tmp: tmp.write_bytes(png))
         print(f"\nplot: {args.plot}")
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from dividemix import audit
+    from dividemix.audit import export
 
-    audit.export_targets(args.out)  # a bad --out fails before the networks are loaded
-    frame, info = audit.cleaned_labels(args.source, threshold=args.threshold, device=args.device)
-    written = audit.write_export(frame, args.out, info)
+    export.export_targets(args.out)  # a bad --out fails before the networks are loaded
+    frame, info = export.cleaned_labels(args.source, threshold=args.threshold, device=args.device)
+    written = export.write_export(frame, args.out, info)
     counts = ", ".join(f"{name} {count}" for name, count in info["counts"].items())
     print(f"final division: epoch {info['epoch']}; threshold {info['threshold']}; {counts} of {len(frame)}")
     for path in written:

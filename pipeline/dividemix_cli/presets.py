@@ -156,11 +156,9 @@ def apply_to_text(text: str, overrides: dict[str, Any]) -> str:
 def cmd_apply(args) -> int:
     import yaml
 
-    from dividemix.config import parse_config
+    from dividemix.config import ConfigError, parse_config
     from dividemix.io import write_text_atomic
     from dividemix.presets import get_preset
-
-    from dividemix.config import ConfigError
 
     preset = get_preset(args.name)
     overrides = _overrides(preset, args.sets)

@@ -66,6 +66,7 @@ def validate_points(params_file: str | Path, points: list[dict[str, str]]) -> No
     import copy
 
     import yaml
+
     from dividemix.config import ConfigError, parse_config
 
     params_file = Path(params_file)

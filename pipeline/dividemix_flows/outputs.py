@@ -46,6 +46,7 @@ def epoch_rows(repo: str | Path, *, with_division: bool) -> list[dict[str, Any]]
     stale file from an earlier run never shows next to new accuracies).
     """
     import pandas as pd
+
     from dividemix.artifacts import read_table
 
     repo = Path(repo)

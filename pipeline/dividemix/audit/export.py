@@ -1,0 +1,199 @@
+"""export: the cleaned label set.
+
+For every training sample: its noisy label, the ensemble's predicted
+label and confidence, the final clean probability of each network's division and their mean,
+and a decision. With τ the run's `train.p_threshold` (or `--threshold`), p̄ the mean of the
+two networks' clean probabilities in the final division, ŷ the ensemble's prediction (argmax
+of the sum of both networks' logits, as the test accuracy) and c its confidence (the mean of
+the two networks' softmax probabilities of ŷ):
+
+    kept         p̄ > τ and ŷ = noisy label: the division trusts the label and the networks
+                 agree with it; cleaned_label = the noisy label.
+    relabelled   p̄ <= τ and ŷ != noisy label and c > τ: the division rejects the label and
+                 the networks confidently name another class; cleaned_label = ŷ.
+    distrusted   everything else: the division and the networks disagree (a trusted label
+                 the networks contradict, a rejected label the networks confirm) or the
+                 networks are not confident; cleaned_label is null (leave the sample out,
+                 or use it unlabeled as DivideMix does).
+
+A label enters the cleaned set only when the two independent signals, the division (from
+the losses) and the prediction (from the final networks), agree on it. The division is the
+final epoch's (made by the networks at the start of that epoch); the prediction is made by
+the networks after it (checkpoints/train/last.pt). Export never reads the true labels.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dividemix import layout
+from dividemix.audit.epochs import division_epochs, division_threshold, read_epoch
+from dividemix.audit.sources import CHECKPOINT, DIVISIONS, NOISY, AuditError, RunSource
+from dividemix.io import atomic_path
+
+DECISIONS = ("kept", "relabelled", "distrusted")
+EXPORT_SCHEMA = pa.schema(
+    [
+        ("sample_index", pa.int64()),
+        ("noisy_label", pa.int64()),
+        ("predicted_label", pa.int64()),
+        ("confidence", pa.float32()),
+        ("clean_prob_net1", pa.float32()),
+        ("clean_prob_net2", pa.float32()),
+        ("clean_prob", pa.float32()),
+        ("decision", pa.string()),
+        ("cleaned_label", pa.int64()),  # null for distrusted samples
+    ]
+)
+
+
+
+@dataclass
+class FinalDivision:
+    epoch: int
+    noisy_label: np.ndarray  # (N,)
+    clean_prob: dict[int, np.ndarray]  # net -> (N,)
+    params: dict[str, Any]
+
+
+def final_division(source: RunSource) -> FinalDivision:
+    epoch = division_epochs(source)[-1]
+    division = read_epoch(source, epoch)
+    return FinalDivision(epoch, division.noisy_label, division.clean_prob, division.params)
+
+
+def decide(
+    noisy_label: np.ndarray, predicted: np.ndarray, confidence: np.ndarray, clean_prob: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The decision of each sample and its cleaned label (-1 for distrusted), as the module docstring.
+
+    Returns (decision codes indexing DECISIONS, cleaned labels).
+    """
+    trusted = clean_prob > threshold
+    agrees = predicted == noisy_label
+    kept = trusted & agrees
+    relabelled = ~trusted & ~agrees & (confidence > threshold)
+    codes = np.full(len(noisy_label), DECISIONS.index("distrusted"), dtype=np.int8)
+    codes[kept] = DECISIONS.index("kept")
+    codes[relabelled] = DECISIONS.index("relabelled")
+    cleaned = np.where(kept, noisy_label, np.where(relabelled, predicted, -1))
+    return codes, cleaned
+
+
+def ensemble_predictions(
+    root: Path, params: dict[str, Any], *, device: str = "auto"
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Predicted label and confidence of every training image by the final networks.
+
+    Loads checkpoints/train/last.pt into the networks the run's recorded parameters describe
+    (`Workspace.new_net`), and runs `inference.eval_logits` on the prepared training images
+    (eval mode, no augmentation). Prediction: argmax of the sum of both networks' logits (the
+    ensemble of the test accuracy); confidence: the mean of the two networks' softmax
+    probabilities of that class. Returns (predicted, confidence, checkpoint epoch).
+    """
+    checkpoint = root / CHECKPOINT
+    if not checkpoint.exists():
+        raise AuditError(f"{checkpoint}: no trained networks; run the train stage first")
+
+    import torch  # here, not at the top: diff and trace never need it
+
+    from dividemix.config import parse_config
+    from dividemix.inference import eval_logits
+    from dividemix.training.checkpoint import load_checkpoint
+    from dividemix.training.workspace import NETS, Workspace
+
+    config = parse_config(nested_params(params, device=device), source=f"{root / DIVISIONS} metadata")
+    ws = Workspace.load(config, root / layout.PREPARED, root / NOISY)
+    state = load_checkpoint(checkpoint, ws.device)
+    logits = []
+    for net_id in NETS:
+        net = ws.new_net(net_id)
+        net.load_state_dict(state["nets"][str(net_id)])
+        logits.append(eval_logits(net, ws.train_images))
+    predicted = (logits[0] + logits[1]).argmax(1)
+    probs = torch.stack([lg.softmax(1) for lg in logits]).mean(0)
+    confidence = probs.gather(1, predicted[:, None])[:, 0]
+    return predicted.cpu().numpy().astype(np.int64), confidence.cpu().numpy().astype(np.float32), int(state["epoch"])
+
+
+def nested_params(params: dict[str, Any], *, device: str) -> dict[str, dict[str, Any]]:
+    """Dotted keys as recorded in the artifacts ({'train.lr': ...}) into params.yaml's nesting."""
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in params.items():
+        section, name = key.split(".", 1)
+        nested.setdefault(section, {})[name] = value
+    nested.setdefault("train", {})["device"] = device
+    return nested
+
+
+def cleaned_labels(root: Path, *, threshold: float | None = None, device: str = "auto") -> tuple[pd.DataFrame, dict]:
+    """The cleaned label set of the run at `root` (EXPORT_SCHEMA columns) and what it was made from."""
+    source = RunSource(str(root), str(root))
+    final = final_division(source)
+    if sorted(final.clean_prob) != [1, 2]:
+        raise AuditError(f"{root}: the final division has networks {sorted(final.clean_prob)}, expected 1 and 2")
+    tau = division_threshold(final.params) if threshold is None else threshold
+    if not 0.0 < tau < 1.0:
+        what = "--threshold" if threshold is not None else "the run's train.p_threshold"
+        raise AuditError(f"{what} {tau}: must be in (0, 1)")
+    predicted, confidence, checkpoint_epoch = ensemble_predictions(Path(root), final.params, device=device)
+    if checkpoint_epoch != final.epoch:
+        raise AuditError(
+            f"{root / CHECKPOINT} is from epoch {checkpoint_epoch} but the last division is epoch {final.epoch}; "
+            "rerun the train stage"
+        )
+    if len(predicted) != len(final.noisy_label):
+        raise AuditError(f"{root}: {len(predicted)} training images for {len(final.noisy_label)} divided samples")
+    mean_prob = ((final.clean_prob[1].astype(np.float64) + final.clean_prob[2]) / 2).astype(np.float32)
+    codes, cleaned = decide(final.noisy_label, predicted, confidence, mean_prob, tau)
+    frame = pd.DataFrame(
+        {
+            "sample_index": np.arange(len(predicted), dtype=np.int64),
+            "noisy_label": final.noisy_label.astype(np.int64),
+            "predicted_label": predicted,
+            "confidence": confidence,
+            "clean_prob_net1": final.clean_prob[1],
+            "clean_prob_net2": final.clean_prob[2],
+            "clean_prob": mean_prob,
+            "decision": np.asarray(DECISIONS)[codes],
+            "cleaned_label": pd.arrays.IntegerArray(cleaned.astype(np.int64), mask=cleaned < 0),  # null: distrusted
+        }
+    )
+    counts = np.bincount(codes, minlength=len(DECISIONS))
+    info = {"epoch": final.epoch, "threshold": tau, "counts": dict(zip(DECISIONS, map(int, counts)))}
+    return frame, info
+
+
+def export_targets(out: str | Path) -> list[Path]:
+    """The files `--out` names: FILE.parquet, FILE.csv, or both (cleaned_labels.*) in a folder."""
+    out = Path(out)
+    if out.suffix in (".parquet", ".csv"):
+        return [out]
+    if out.suffix:
+        raise AuditError(f"--out {out}: expected a folder, FILE.parquet or FILE.csv")
+    return [out / "cleaned_labels.parquet", out / "cleaned_labels.csv"]
+
+
+def write_export(frame: pd.DataFrame, out: str | Path, info: dict) -> list[Path]:
+    """Write the cleaned labels atomically to `export_targets(out)`; Parquet files carry `info`."""
+    targets = export_targets(out)
+    for target in targets:
+        if target.suffix == ".parquet":
+            table = pa.Table.from_pandas(frame, schema=EXPORT_SCHEMA, preserve_index=False)
+            meta = {b"dividemix.schema": b"cleaned_labels", b"dividemix.schema_version": b"1",
+                    b"dividemix.meta": json.dumps(info, sort_keys=True).encode()}
+            table = table.replace_schema_metadata(meta)
+            with atomic_path(target) as tmp:
+                pq.write_table(table, tmp)
+        else:
+            with atomic_path(target) as tmp:
+                frame.to_csv(tmp, index=False)
+    return targets

@@ -1,0 +1,193 @@
+"""The prepared-folder format: what `download` writes and every later stage reads.
+
+Layout of a prepared folder::
+
+    meta.json                 the data set's name, classes, image shape, pixel scale, mean/std,
+                              training augmentation (crop_padding, hflip), asymmetric-noise map,
+                              sizes, has_truth, has_val, format (written last: it marks completion)
+    train_images.npy          (N, C, H, W) uint8
+    train_truth.npy           (N,) int64   -- true training labels: never read by training
+                                              (absent for folder data sets: truth unknown)
+    train_given_labels.npy    (N,) int64   -- folder data sets only: the training list's labels
+                                              (already noisy); read by the noise stage only
+    val_images.npy            (V, C, H, W) uint8 -- a clean validation set (folder data sets with
+    val_labels.npy            (V,) int64         data.val_list); V = 0 (empty files) otherwise
+    test_images.npy           (M, C, H, W) uint8
+    test_labels.npy           (M,) int64   -- the held-out clean test set, used to report accuracy
+
+meta.json carries everything the training stages need to know of the data set (`spec_from_meta`),
+so they read this folder alone and never import the code that made it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from dividemix.datasets.spec import DatasetSpec
+from dividemix.io import write_atomic, write_json_atomic
+
+TRAIN_IMAGES = "train_images.npy"
+TRAIN_TRUTH = "train_truth.npy"
+TEST_IMAGES = "test_images.npy"
+TEST_LABELS = "test_labels.npy"
+TRAIN_GIVEN = "train_given_labels.npy"
+VAL_IMAGES = "val_images.npy"
+VAL_LABELS = "val_labels.npy"
+META = "meta.json"
+# Bumped whenever meta.json or the files change; an older folder is refused (rerun download).
+FORMAT = 2
+
+ImageArrays = tuple[np.ndarray, np.ndarray]  # (images (N, C, H, W) uint8, labels (N,) int64)
+
+
+def write_prepared(
+    spec: DatasetSpec,
+    dest: Path,
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    *,
+    val: ImageArrays | None = None,
+    has_truth: bool = True,
+    extra_meta: dict | None = None,
+) -> dict:
+    """Write a prepared folder; every file atomically, meta.json last (it marks completion).
+
+    `has_truth=False` (folder data sets): `train_labels` are the given, already noisy labels and
+    go to train_given_labels.npy; no train_truth.npy is written. `extra_meta` adds entries
+    (a folder data set's list digests).
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        TRAIN_IMAGES: np.ascontiguousarray(train_images, dtype=np.uint8),
+        TRAIN_TRUTH if has_truth else TRAIN_GIVEN: np.ascontiguousarray(train_labels, dtype=np.int64),
+        TEST_IMAGES: np.ascontiguousarray(test_images, dtype=np.uint8),
+        TEST_LABELS: np.ascontiguousarray(test_labels, dtype=np.int64),
+    }
+    # The validation files always exist (empty without a validation set), so that dvc.yaml can
+    # list them as dependencies of the training stages whatever the data set.
+    if val is None:
+        val = (np.zeros((0, *arrays[TRAIN_IMAGES].shape[1:]), dtype=np.uint8), np.zeros(0, dtype=np.int64))
+    arrays[VAL_IMAGES] = np.ascontiguousarray(val[0], dtype=np.uint8)
+    arrays[VAL_LABELS] = np.ascontiguousarray(val[1], dtype=np.int64)
+    for name, array in arrays.items():
+        # np.save appends ".npy" to a name without it, so write through an open handle.
+        write_atomic(dest / name, lambda tmp, a=array: _save_npy(tmp, a))
+    meta = {
+        **spec_meta(spec),
+        "image_shape": list(arrays[TRAIN_IMAGES].shape[1:]),
+        "n_train": int(len(arrays[TRAIN_IMAGES])),
+        "n_test": int(len(arrays[TEST_IMAGES])),
+        "n_val": int(len(arrays[VAL_IMAGES])),
+        "has_truth": has_truth,
+        "has_val": len(arrays[VAL_IMAGES]) > 0,
+        "format": FORMAT,
+        **(extra_meta or {}),
+    }
+    write_json_atomic(dest / META, meta)
+    return meta
+
+
+def spec_meta(spec: DatasetSpec) -> dict:
+    """The spec's entries of meta.json (JSON: the asymmetric map's keys become strings)."""
+    asym = None if spec.asym_map is None else {str(k): int(v) for k, v in sorted(spec.asym_map.items())}
+    return {
+        "dataset": spec.name,
+        "num_classes": spec.num_classes,
+        "classes": list(spec.classes),
+        "pixel_scale": spec.pixel_scale,
+        "mean": list(spec.mean),
+        "std": list(spec.std),
+        "crop_padding": spec.crop_padding,
+        "hflip": spec.hflip,
+        "asym_map": asym,
+    }
+
+
+def spec_from_meta(meta: dict) -> DatasetSpec:
+    """The spec a prepared folder was made with, as its meta.json records it."""
+    asym = meta["asym_map"]
+    return DatasetSpec(
+        name=meta["dataset"],
+        num_classes=int(meta["num_classes"]),
+        classes=tuple(meta["classes"]),
+        pixel_scale=float(meta["pixel_scale"]),
+        mean=tuple(meta["mean"]),
+        std=tuple(meta["std"]),
+        crop_padding=int(meta["crop_padding"]),
+        hflip=bool(meta["hflip"]),
+        asym_map=None if asym is None else {int(k): int(v) for k, v in asym.items()},
+    )
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+
+
+def read_meta(prepared: Path, *, dataset: str | None = None) -> dict:
+    """The prepared folder's meta.json; with `dataset`, refuse a folder prepared for another one."""
+    path = Path(prepared) / META
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: prepared data set missing; run the download stage first")
+    meta = json.loads(path.read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(
+            f"{path}: prepared in format {meta.get('format', 1)}, this code reads format {FORMAT}; "
+            "rerun the download stage (dvc repro -f download)"
+        )
+    if dataset is not None and meta["dataset"] != dataset:
+        raise ValueError(f"{prepared}: prepared data set is {meta['dataset']!r} but data.dataset is {dataset!r}")
+    return meta
+
+
+def has_truth(prepared: Path) -> bool:
+    """Whether the training truth is known (train_truth.npy exists): false for folder data sets.
+
+    Evaluation and the report must skip every truth-based figure (division AUC, precision and
+    recall, the actual noise rate, clean/noisy loss histograms) when this is false.
+    """
+    return bool(read_meta(prepared).get("has_truth", True))
+
+
+def load_val_set(prepared: Path) -> ImageArrays | None:
+    """The clean validation set (images, labels), when the data set has one (folder with a val list)."""
+    prepared = Path(prepared)
+    if not read_meta(prepared).get("has_val", False):
+        return None
+    return (
+        np.load(prepared / VAL_IMAGES, allow_pickle=False),
+        np.load(prepared / VAL_LABELS, allow_pickle=False),
+    )
+
+
+def load_train_images(prepared: Path) -> np.ndarray:
+    return np.load(Path(prepared) / TRAIN_IMAGES, allow_pickle=False)
+
+
+def load_test_set(prepared: Path) -> ImageArrays:
+    prepared = Path(prepared)
+    return (
+        np.load(prepared / TEST_IMAGES, allow_pickle=False),
+        np.load(prepared / TEST_LABELS, allow_pickle=False),
+    )
+
+
+def load_train_truth(prepared: Path) -> np.ndarray:
+    """The true training labels. Only noise injection and evaluation may call this.
+
+    A folder data set has none (see `has_truth`): asking for them is an error that says so.
+    """
+    path = Path(prepared) / TRAIN_TRUTH
+    if not path.exists() and not has_truth(prepared):
+        raise ValueError(f"{prepared}: the training truth of a {read_meta(prepared)['dataset']!r} data set is unknown")
+    return np.load(path, allow_pickle=False)
+
+
+def load_train_given_labels(prepared: Path) -> np.ndarray:
+    """A folder data set's training labels as listed (already noisy). Only the noise stage reads them."""
+    return np.load(Path(prepared) / TRAIN_GIVEN, allow_pickle=False)

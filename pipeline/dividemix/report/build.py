@@ -1,0 +1,116 @@
+"""The report stage's work: check the inputs, draw the figures, render and write the folder.
+
+Reads the artifacts, the truth (as evaluation does: to split the losses into truly clean and truly
+noisy samples), the metrics of `evaluate` and the noise summary, and writes into `out`:
+
+    index.html          every figure embedded as a base64 PNG; no external CSS, JS or network
+    report.md           the same content; figures as relative links
+    figures/*.png       the figures report.md links to
+
+The folder is built under a temporary name and swapped in whole (`dividemix.io.atomic_dir`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from dividemix.evaluation import RunArtifacts, known_clean_mask
+from dividemix.io import atomic_dir
+from dividemix.report.figures import report_figures
+from dividemix.report.render import render_html, render_markdown, report_title, write_report_folder
+from dividemix.report.tables import paper_comparison, results_rows, setting_rows
+
+METRIC_KEYS = (
+    "test_acc_best",
+    "test_acc_last",
+    "test_acc_last10",
+    "ce_test_acc_best",
+    "ce_test_acc_last",
+    "division_auc_last",
+    "division_precision_last",
+    "division_recall_last",
+    "noise_rate_actual",
+)
+PARAM_KEYS = (  # the keys the report prints; with them, `presets.find_preset` finds the run's paper cell
+    "data.dataset",
+    "noise.mode",
+    "noise.rate",
+    "noise.seed",
+    "noise.file",
+    "noise.key",
+    "model.arch",
+    "train.protocol",
+    "train.epochs",
+    "train.warmup_epochs",
+    "train.lambda_u",
+    "train.p_threshold",
+    "train.loss_history",
+)
+NOISE_SUMMARY_KEYS = ("dataset", "mode", "rate", "seed", "n_train", "n_wrong", "noise_rate_actual")
+
+# ------------------------------------------------------------------------------------ inputs
+def load_json(path: str | Path, what: str) -> dict[str, Any]:
+    """A JSON object from `path`; a missing or malformed file raises with a one-line message."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: {what} not found") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: {what} is not valid JSON (line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: {what} must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _require(mapping: dict[str, Any], keys: tuple[str, ...], what: str) -> None:
+    missing = [key for key in keys if key not in mapping]
+    if missing:
+        raise ValueError(f"{what}: missing {', '.join(missing)}")
+
+
+def _check_noise_summary(params: dict[str, Any], summary: dict[str, Any]) -> None:
+    """The noise summary must describe the noise the parameters ask for (a stale file is refused)."""
+    for key in ("dataset", "mode", "rate", "seed"):
+        param = "data.dataset" if key == "dataset" else f"noise.{key}"
+        if summary[key] != params[param]:
+            raise ValueError(
+                f"noise summary: {key} is {summary[key]!r} but {param} is {params[param]!r}; rerun the noise stage"
+            )
+
+
+def build_report(
+    *,
+    config_params: dict[str, Any],
+    run: RunArtifacts,
+    prepared: Path,
+    noisy: Path,
+    metrics: dict[str, Any],
+    noise_summary: dict[str, Any],
+    out: Path,
+) -> None:
+    """Write the report folder `out` (index.html, report.md, figures/), whole or not at all.
+
+    `config_params` maps the dotted keys of `PARAM_KEYS` to their values (as `config.select` gives
+    them); `metrics` is the `evaluate` stage's JSON, `noise_summary` the `noise` stage's. Inputs
+    are checked before anything is drawn; a problem raises ValueError (or ArtifactError).
+    """
+    _require(config_params, PARAM_KEYS, "parameters")
+    _require(metrics, METRIC_KEYS, "metrics")
+    _require(noise_summary, NOISE_SUMMARY_KEYS, "noise summary")
+    _check_noise_summary(config_params, noise_summary)
+
+    clean = known_clean_mask(prepared, noisy)  # None: a folder data set, whose truth is unknown
+    figures = report_figures(run, clean, int(config_params["train.warmup_epochs"]))
+    title = report_title(config_params)
+    setting = setting_rows(config_params, noise_summary)
+    results = results_rows(metrics)
+    paper = paper_comparison(config_params, metrics)
+    markdown = render_markdown(title, setting, results, figures, paper)
+    page = render_html(title, setting, results, figures, paper)
+    with atomic_dir(out) as folder:
+        write_report_folder(folder, markdown, page, figures)

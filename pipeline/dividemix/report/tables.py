@@ -1,0 +1,113 @@
+"""The report's tables: the setting, DivideMix against the baseline, and the paper's number."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from dividemix.presets import find_preset, preset_differences
+
+NOT_APPLICABLE = "—"  # a cell that has no meaning (e.g. the baseline has no division)
+UNDEFINED = "n/a"  # a metric that is undefined for this run (null in the metrics JSON)
+
+
+def format_percent(value: float | None) -> str:
+    """A fraction as a percentage with two decimals; None (or NaN) is 'n/a'."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return UNDEFINED
+    return f"{100.0 * value:.2f}%"
+
+
+def setting_rows(params: dict[str, Any], summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """(what, value) rows describing the run: data, noise, model and the DivideMix parameters."""
+    epochs, warmup = params["train.epochs"], params["train.warmup_epochs"]
+    return [
+        ("Data set (data.dataset)", f"{params['data.dataset']} ({summary['n_train']} training samples)"),
+        ("Noise mode (noise.mode)", str(params["noise.mode"])),
+        ("Noise rate (noise.rate)", format_percent(params["noise.rate"])),
+        ("Noise seed (noise.seed)", str(params["noise.seed"])),
+        (
+            "Actual noise rate (wrong labels)",
+            f"{format_percent(summary['noise_rate_actual'])} ({summary['n_wrong']} of {summary['n_train']})"
+            if summary["noise_rate_actual"] is not None else "unknown (the training truth is not known)",
+        ),
+        *([("Noisy labels (noise.file, noise.key)", f"{params['noise.file']}, key {params['noise.key']}")]
+          if params["noise.mode"] == "file" else []),
+        ("Model (model.arch)", str(params["model.arch"])),
+        ("Training protocol (train.protocol)", str(params["train.protocol"])),
+        ("Epochs (train.epochs)", f"{epochs} ({warmup} warm-up + {epochs - warmup} DivideMix)"),
+        ("Warm-up epochs (train.warmup_epochs)", str(warmup)),
+        ("Unlabeled loss weight λu (train.lambda_u)", str(params["train.lambda_u"])),
+        ("Clean probability threshold τ (train.p_threshold)", str(params["train.p_threshold"])),
+        ("Epochs of loss history for the mixture (train.loss_history)", str(params["train.loss_history"])),
+    ]
+
+
+RESULTS_HEADER = ("", "DivideMix", "Cross-entropy baseline")
+
+
+def results_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """DivideMix against the baseline, as percentages (test accuracies; the last epoch's division)."""
+    pct = format_percent
+    return [
+        ("Best test accuracy", pct(metrics["test_acc_best"]), pct(metrics["ce_test_acc_best"])),
+        ("Last test accuracy", pct(metrics["test_acc_last"]), pct(metrics["ce_test_acc_last"])),
+        ("Mean test accuracy, last 10 epochs", pct(metrics["test_acc_last10"]), NOT_APPLICABLE),
+        ("Division AUC, last epoch", pct(metrics["division_auc_last"]), NOT_APPLICABLE),
+        ("Division precision, last epoch", pct(metrics["division_precision_last"]), NOT_APPLICABLE),
+        ("Division recall, last epoch", pct(metrics["division_recall_last"]), NOT_APPLICABLE),
+        # With a clean validation set: the ensemble of each network's best-validation weights.
+        *([("Test accuracy of the best-validation weights", pct(metrics["test_acc_best_val"]), NOT_APPLICABLE)]
+          if metrics.get("test_acc_best_val") is not None else []),
+    ]
+
+
+RESULTS_NOTE = (
+    "DivideMix accuracies are those of the ensemble (the sum of both networks' logits). Division "
+    "measures are the mean over both networks: precision is the fraction of the labeled set that is "
+    "truly clean, recall the fraction of the truly clean samples that were labeled, AUC that of the "
+    f"clean probability for the true clean mask. {UNDEFINED}: undefined for this run (e.g. the AUC "
+    f"when no label is wrong); {NOT_APPLICABLE}: does not apply."
+)
+
+
+NO_PAPER_CELL = "No paper cell for this setting (the paper reports CIFAR-10/100 sym 20-90% and asym 40%, " \
+    "CIFAR-N, Clothing1M and WebVision)."
+PAPER_HEADER = ("", "This run", "Paper")
+
+
+@dataclass(frozen=True)
+class PaperComparison:
+    """The paper's number for the run's cell beside the run's own, or a note that there is none."""
+
+    preset: str | None
+    rows: list[tuple[str, str, str]]
+    note: str
+
+
+def _paper_percent(value: float | None) -> str:
+    return "not reported" if value is None else f"{value:.2f}%"
+
+
+def paper_comparison(params: dict[str, Any], metrics: dict[str, Any]) -> PaperComparison:
+    """Best and last of this run against the paper's cell (`presets.find_preset`), when there is one.
+
+    The paper's "last" is the mean of the last 10 epochs: compared with `test_acc_last10`.
+    """
+    preset = find_preset(params)
+    if preset is None:
+        return PaperComparison(None, [], NO_PAPER_CELL)
+    rows = [
+        ("Best test accuracy", format_percent(metrics["test_acc_best"]), _paper_percent(preset.paper_best)),
+        ("Last: mean test accuracy of the last 10 epochs", format_percent(metrics["test_acc_last10"]),
+         _paper_percent(preset.paper_last)),
+    ]
+    note = f"Paper cell: preset {preset.name} ({preset.description}); `dividemix preset show {preset.name}`."
+    differences = preset_differences(params, preset.name)
+    if differences:
+        listed = ", ".join(f"{key} {value} (preset {wanted})" for key, value, wanted in differences)
+        note += f" This run departs from the preset in: {listed}."
+    else:
+        note += " This run uses the preset's values for every parameter the report reads."
+    return PaperComparison(preset.name, rows, note)

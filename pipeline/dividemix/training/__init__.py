@@ -1,0 +1,7 @@
+"""The epoch loop, one module per phase of the paper: warm-up, the co-divide + MixMatch epoch,
+the cross-entropy baseline, and checkpoint/resume.
+
+Structure follows the official `Train_cifar.py` main loop. Training reads images and *noisy*
+labels only: the true training labels never enter this package (tests/test_house.py checks that
+no module of it names them). Importing the package executes nothing.
+"""

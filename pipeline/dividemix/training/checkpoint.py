@@ -1,0 +1,63 @@
+"""Checkpoints: written atomically and byte-reproducibly, loaded safely, resumed only when made
+from the same parameters, inputs and code."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dividemix import code_deps
+from dividemix.datasets.prepared import TRAIN_IMAGES
+from dividemix.io import atomic_path, file_digest
+from dividemix.layout import Paths
+
+CHECKPOINT_VERSION = 1
+# The module whose code closure made a train checkpoint (the train stage's code deps in dvc.yaml).
+TRAIN_MODULE = "dividemix.training.train"
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write a checkpoint atomically (a kill never leaves half of one) and byte-reproducibly.
+
+    Serialised to memory first: torch.save on a path names the archive inside after the file,
+    and the temporary file's name is random, so the same state would give different bytes.
+    """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    # weights_only=True: a checkpoint holds tensors, numbers and strings only, never pickled code.
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def training_code_digest() -> dict[str, str]:
+    """The digest of every library file training runs. DVC reruns the stage when one changes; a
+    checkpoint made by other code must then not be resumed, or the old code's epochs would be
+    kept under the new code's name."""
+    return code_deps.code_digest(TRAIN_MODULE)
+
+
+def train_fingerprint(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
+    """What a train checkpoint was made from: resume only if all of it is unchanged."""
+    return {
+        "params": params,
+        "noisy_labels": file_digest(paths.noisy),
+        "train_images": file_digest(paths.prepared / TRAIN_IMAGES),
+        "warmup": file_digest(paths.warmup_checkpoint),
+        "code": training_code_digest(),
+    }
+
+
+def clear_epochs(folder: Path, after: int) -> None:
+    """Remove per-epoch files of epochs > `after` (left by a killed or an older, different run)."""
+    if not folder.exists():
+        return
+    for file in folder.glob("epoch_*.parquet"):
+        if int(file.stem.split("_")[1]) > after:
+            file.unlink()

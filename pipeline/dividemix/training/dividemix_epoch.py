@@ -1,0 +1,105 @@
+"""One DivideMix epoch of one network: MixMatch steps on the division its peer's losses made.
+
+The reference's `train()` in Train_cifar.py (and Train_clothing1M.py under the Clothing1M
+protocol): B labeled samples and B unlabeled samples a step, the unlabeled iterator restarted
+whenever exhausted, lambda_u ramped over fractional epochs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from dividemix.codivide import Division
+from dividemix.config import TrainConfig
+from dividemix.mixmatch import StepBatch, ramp_weight, train_step
+from dividemix.seeds import AUGMENT, MIX, ORDER, UNLABELED, numpy_rng, torch_generator
+from dividemix.training import rows
+from dividemix.training.optim import learning_rate, set_lr
+from dividemix.training.sampling import batches, endless_batches
+from dividemix.training.workspace import Workspace
+
+
+def dividemix_epoch(
+    net: nn.Module,
+    peer: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ws: Workspace,
+    division: Division,
+    epoch: int,
+    net_id: int,
+) -> dict:
+    """Train `net` for one epoch on `division` (co-divide: the one made by `peer`'s losses).
+
+    An epoch is ceil(|labeled| / B) steps; num_iter = |labeled| // B + 1 is used only for the ramp,
+    as in the reference. An empty labeled set skips the epoch for this network (the official code
+    crashes); an empty unlabeled set trains on the labeled samples alone (Lu = 0). A division of
+    a subset (Clothing1M protocol) trains on that subset's labeled and unlabeled samples.
+    """
+    train, ablation = ws.config.train, ws.config.ablation
+    lr = learning_rate(train, epoch)
+    set_lr(optimizer, lr)
+    labeled, unlabeled, clean_prob = split_tensors(ws, division)
+    n_labeled, n_unlabeled = len(labeled), len(unlabeled)
+    if n_labeled == 0:
+        return rows.loss_rows(epoch, net_id, lr, lambda_u=[], loss_x=[], loss_u=[], penalty=[], loss=[],
+                              n_labeled=0, n_unlabeled=n_unlabeled)
+
+    net.train()  # the peer is put in eval mode by each train_step
+    order = torch_generator(train.seed, epoch, net_id, ORDER)
+    augment = torch_generator(train.seed, epoch, net_id, AUGMENT)
+    mixing = torch_generator(train.seed, epoch, net_id, MIX)
+    beta = numpy_rng(train.seed, epoch, net_id, MIX)
+    unlabeled_order = torch_generator(train.seed, epoch, net_id, UNLABELED)
+    unlabeled_batches = endless_batches(unlabeled, train.batch_size, unlabeled_order) if n_unlabeled else None
+    empty = torch.empty(0, dtype=torch.int64, device=ws.device)
+    num_iter = n_labeled // train.batch_size + 1
+
+    values, lambdas = [], []
+    for step, x_index in enumerate(batches(labeled, train.batch_size, order)):
+        u_index = next(unlabeled_batches) if unlabeled_batches is not None else empty
+        batch = StepBatch(
+            x1=ws.train_batch(x_index, augment),
+            x2=ws.train_batch(x_index, augment),
+            y=ws.noisy_labels[x_index],
+            w=clean_prob[x_index],
+            u1=ws.train_batch(u_index, augment),
+            u2=ws.train_batch(u_index, augment),
+        )
+        lam = step_lambda_u(train, epoch + step / num_iter)
+        values.append(
+            train_step(
+                net, peer, optimizer, batch,
+                num_classes=ws.num_classes, T=train.T, alpha=train.alpha, lambda_u=lam,
+                rng=beta, generator=mixing, protocol=train.protocol,
+                label_refinement=ablation.label_refinement, co_guessing=ablation.co_guessing, amp=train.amp,
+            )
+        )
+        lambdas.append(lam)
+    loss_x, loss_u, penalty, loss = rows.host_values(values)  # one host sync per epoch
+    return rows.loss_rows(epoch, net_id, lr, lambda_u=lambdas, loss_x=loss_x, loss_u=loss_u, penalty=penalty,
+                          loss=loss, n_labeled=n_labeled, n_unlabeled=n_unlabeled)
+
+
+def split_tensors(ws: Workspace, division: Division) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The labeled and unlabeled training indices of `division`, and every sample's clean
+    probability indexed by sample_index (samples outside a Clothing1M subset: 0, never drawn)."""
+    divided = division.indices()
+    labeled = torch.as_tensor(divided[division.labeled], device=ws.device)
+    unlabeled = torch.as_tensor(divided[~division.labeled], device=ws.device)
+    if division.sample_index is None:
+        clean_prob = torch.as_tensor(division.clean_prob, dtype=torch.float32, device=ws.device)
+    else:
+        full = np.zeros(ws.n_train, dtype=np.float32)
+        full[divided] = division.clean_prob
+        clean_prob = torch.as_tensor(full, device=ws.device)
+    return labeled, unlabeled, clean_prob
+
+
+def step_lambda_u(train: TrainConfig, progress: float) -> float:
+    """lambda_u at fractional epoch `progress`: ramped (cifar); 0 under clothing1m, whose step has
+    no Lu term (the reference runs it with lambda_u = 0)."""
+    if train.protocol == "clothing1m":
+        return 0.0
+    return ramp_weight(train.lambda_u, progress, train.warmup_epochs, train.rampup_epochs)

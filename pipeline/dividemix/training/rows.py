@@ -1,0 +1,94 @@
+"""An epoch's rows for the artifacts (`dividemix.artifacts` schemas), built from what it computed.
+
+Per-step losses stay on the device during the epoch and come to the host once (`host_values`):
+the step loops never synchronise.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from dividemix import artifacts
+
+if TYPE_CHECKING:  # a type only: warm-up writes rows too, and must not depend on the co-divide code
+    from dividemix.codivide import Division
+
+
+def host_values(values: list[torch.Tensor]) -> list[list[float]]:
+    """An epoch's per-step loss tensors (steps, k), gathered to the host at once: its only sync."""
+    return torch.stack(values).cpu().T.tolist()
+
+
+def loss_rows(
+    epoch: int, net_id: int, lr: float, *, lambda_u: list[float], loss_x: list[float], loss_u: list[float],
+    penalty: list[float], loss: list[float], n_labeled: int, n_unlabeled: int,
+) -> dict:
+    """The LOSSES rows of one network's epoch: one per step, the per-step lists as given."""
+    steps = len(loss_x)
+    return {
+        "epoch": [epoch] * steps, "net": [net_id] * steps, "step": list(range(steps)), "lr": [lr] * steps,
+        "lambda_u": lambda_u, "loss_x": loss_x, "loss_u": loss_u, "penalty": penalty, "loss": loss,
+        "n_labeled": [n_labeled] * steps, "n_unlabeled": [n_unlabeled] * steps,
+    }
+
+
+def merge_rows(*parts: dict) -> dict:
+    return {key: [value for part in parts for value in part[key]] for key in parts[0]}
+
+
+def division_rows(epoch: int, divisions: dict[int, Division], noisy_labels: np.ndarray) -> dict:
+    """One row per network and divided sample (all N, or the Clothing1M protocol's sample)."""
+    rows: dict[str, list] = {name: [] for name in artifacts.DIVISIONS.names}
+    for net_id, d in divisions.items():
+        index = d.indices()
+        n = len(index)
+        rows["epoch"].append(np.full(n, epoch, dtype=np.int32))
+        rows["net"].append(np.full(n, net_id, dtype=np.int8))
+        rows["sample_index"].append(index)
+        rows["noisy_label"].append(noisy_labels if d.sample_index is None else noisy_labels[index])
+        rows["loss"].append(d.loss.astype(np.float32))
+        rows["loss_norm"].append(d.loss_norm.astype(np.float32))
+        rows["clean_prob"].append(d.clean_prob.astype(np.float32))
+        rows["labeled"].append(d.labeled)
+    return {key: np.concatenate(value) for key, value in rows.items()}
+
+
+def mixture_rows(epoch: int, divisions: dict[int, Division]) -> dict:
+    rows: dict[str, list] = {name: [] for name in artifacts.MIXTURES.names}
+    for net_id, d in divisions.items():
+        m = d.mixture
+        for component in (0, 1):
+            rows["epoch"].append(epoch)
+            rows["net"].append(net_id)
+            rows["component"].append(component)
+            rows["mean"].append(m.means[component])
+            rows["variance"].append(m.variances[component])
+            rows["weight"].append(m.weights[component])
+            rows["clean"].append(component == m.clean)
+    return rows
+
+
+def epoch_row(
+    epoch: int,
+    phase: str,
+    accs: list[float],
+    labeled: dict[int, int] | None,
+    val: tuple[float, float, float | None] | None = None,
+) -> dict:
+    """One EPOCHS row; `val` = (val_acc_net1, val_acc_net2, test_acc_best_val) with a validation set."""
+    return {
+        "epoch": [epoch],
+        "phase": [phase],
+        "test_acc_net1": [accs[0]],
+        "test_acc_net2": [accs[1]],
+        "test_acc_ensemble": [accs[2]],
+        "labeled_by_net1": [labeled[1] if labeled else None],
+        "labeled_by_net2": [labeled[2] if labeled else None],
+        "val_acc_net1": [val[0] if val else None],
+        "val_acc_net2": [val[1] if val else None],
+        "test_acc_best_val": [val[2] if val else None],
+    }
+

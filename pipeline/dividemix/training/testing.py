@@ -1,0 +1,73 @@
+"""Testing during training: each network's and the ensemble's test accuracy every epoch, and the
+Clothing1M protocol's best-validation weights."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from dividemix.training.workspace import NETS, Workspace
+
+
+def ensemble_accuracy(nets: list[nn.Module], ws: Workspace) -> list[float]:
+    """Test accuracy of each network and of the ensemble (argmax of the sum of logits), as fractions.
+
+    Under ablation.ensemble_test false the third figure (the one reported as DivideMix's) is
+    net1's accuracy alone.
+    """
+    logits = [ws.logits(net, ws.test_images) for net in nets]
+    accs = [(lg.argmax(1) == ws.test_labels).float().mean() for lg in logits]
+    if ws.config.ablation.ensemble_test:
+        ensemble = (sum(logits).argmax(1) == ws.test_labels).float().mean()
+    else:
+        ensemble = accs[0]
+    return [float(a) for a in torch.stack([*accs, ensemble]).cpu()]
+
+
+class BestValidation:
+    """Each network's best validation accuracy so far and its weights (the reference's Clothing1M
+    `val()`: saved when strictly better), and the test accuracy of the ensemble of those weights
+    (the reference's final Clothing1M test, here reported every epoch as it stands).
+
+    The reference starts from best = 0 (a network at 0% would never be saved and its final
+    load would fail); here from -1, so the first validated epoch is always kept.
+    """
+
+    def __init__(self, ws: Workspace, state: dict[str, Any] | None = None):
+        self.ws = ws
+        self.acc = {i: -1.0 for i in NETS}
+        self.weights: dict[int, dict[str, torch.Tensor]] = {}
+        self.test_acc: float | None = None
+        # Built once, right after the training networks (build_net reseeds the global RNG from the
+        # same per-network seeds, so the state it leaves is the one net2's construction left).
+        self._nets = {i: ws.new_net(i, pretrained=False, compile=False) for i in NETS}
+        if state is not None:
+            self.acc = {i: float(state["acc"][str(i)]) for i in NETS}
+            self.weights = {i: state["weights"][str(i)] for i in NETS if str(i) in state["weights"]}
+            self.test_acc = None if state["test_acc"] < 0 else float(state["test_acc"])
+
+    def update(self, nets: dict[int, nn.Module]) -> tuple[float, float, float]:
+        """Validate both networks, keep a network's weights if strictly better; (val1, val2, test)."""
+        ws = self.ws
+        hits = [(ws.logits(nets[i], ws.val_images).argmax(1) == ws.val_labels).float().mean() for i in NETS]
+        accs = dict(zip(NETS, (float(a) for a in torch.stack(hits).cpu())))  # one host sync per epoch
+        changed = False
+        for i in NETS:
+            if accs[i] > self.acc[i]:
+                self.acc[i] = accs[i]
+                self.weights[i] = {k: v.detach().clone() for k, v in nets[i].state_dict().items()}
+                changed = True
+        if changed:
+            for i in NETS:
+                self._nets[i].load_state_dict(self.weights[i])
+            self.test_acc = ensemble_accuracy([self._nets[1], self._nets[2]], ws)[2]
+        return accs[1], accs[2], self.test_acc
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "acc": {str(i): self.acc[i] for i in NETS},
+            "weights": {str(i): w for i, w in self.weights.items()},
+            "test_acc": -1.0 if self.test_acc is None else self.test_acc,
+        }

@@ -1,0 +1,140 @@
+"""The train stage's loop: co-divide, then one DivideMix epoch of each network, every epoch.
+
+The official Train_cifar.py main loop after warm-up: both divisions are made by the networks
+*before* either trains; net1 learns from net2's division, then net2 from net1's with the
+already-updated net1 as its peer. Resumable per epoch: each epoch's artifacts are written, then
+the checkpoint; a run killed at any point restarts from its last finished epoch and ends with the
+same artifacts as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dividemix import artifacts
+from dividemix.codivide import Division, LossHistory, co_divide_one
+from dividemix.config import Config
+from dividemix.layout import Paths
+from dividemix.progress import Progress
+from dividemix.seeds import GMM, derived_seed
+from dividemix.training import rows
+from dividemix.training.checkpoint import (
+    CHECKPOINT_VERSION,
+    clear_epochs,
+    load_checkpoint,
+    save_checkpoint,
+    train_fingerprint,
+)
+from dividemix.training.dividemix_epoch import dividemix_epoch
+from dividemix.training.optim import make_optimizer
+from dividemix.training.sampling import epoch_subset
+from dividemix.training.testing import BestValidation, ensemble_accuracy
+from dividemix.training.workspace import NETS, Workspace
+
+TRAIN_OUTPUTS = ("divisions", "mixtures", "losses", "epochs")  # per-epoch folders under paths.artifacts
+
+
+def run_train(config: Config, paths: Paths, params: dict[str, Any], *, stream=None) -> dict:
+    """Co-divide + MixMatch epochs from the warm-up checkpoint to `epochs`, resumable per epoch.
+
+    Nothing is kept across epochs but the networks, optimisers, loss-history window (at most
+    `loss_history` vectors) and, with a validation set, the best weights: each epoch's rows are
+    written to its own files and dropped. `params` is recorded in every file written.
+    """
+    train = config.train  # (clothing1m with a loss-history window is refused by the config)
+    ws = Workspace.load(config, paths.prepared, paths.noisy)
+    nets = {i: ws.new_net(i, pretrained=False) for i in NETS}  # weights come from a checkpoint
+    optimizers = {i: make_optimizer(nets[i], train) for i in NETS}
+    fingerprint = train_fingerprint(params, paths)
+
+    start, history, best_state = restore(paths, ws, nets, optimizers, fingerprint)
+    best = BestValidation(ws, best_state) if ws.has_val else None
+    for name in TRAIN_OUTPUTS:
+        clear_epochs(paths.artifacts / name, start - 1)
+
+    noisy = ws.noisy_labels.cpu().numpy()  # the division files' noisy_label column
+    # co-divide: net k trains on the division its peer's losses made (ablation: on its own).
+    source = {1: 2, 2: 1} if config.ablation.co_divide else {1: 1, 2: 2}
+    progress = Progress("train", train.epochs - train.warmup_epochs, initial=start - train.warmup_epochs, stream=stream)
+    if start > train.warmup_epochs:
+        progress.note(f"resuming after epoch {start - 1} from {paths.train_checkpoint}")
+    for epoch in range(start, train.epochs):
+        divisions = {i: divide_for(nets[i], ws, history[i], epoch, i) for i in NETS}
+        rows1 = dividemix_epoch(nets[1], nets[2], optimizers[1], ws, divisions[source[1]], epoch, 1)
+        rows2 = dividemix_epoch(nets[2], nets[1], optimizers[2], ws, divisions[source[2]], epoch, 2)
+        accs = ensemble_accuracy([nets[1], nets[2]], ws)
+        val = best.update(nets) if best is not None else None
+        labeled = {i: int(divisions[i].labeled.sum()) for i in NETS}
+        epoch_rows = rows.epoch_row(epoch, "dividemix", accs, labeled, val)
+        write_epoch(paths, epoch, noisy, divisions, rows.merge_rows(rows1, rows2), epoch_rows, {"params": params})
+        state = {
+            "version": CHECKPOINT_VERSION,
+            "fingerprint": fingerprint,
+            "epoch": epoch,
+            "nets": {str(i): nets[i].state_dict() for i in NETS},
+            "optimizers": {str(i): optimizers[i].state_dict() for i in NETS},
+            "history": {str(i): history[i].state() for i in NETS},
+        }
+        if best is not None:
+            state["best_val"] = best.state()
+        save_checkpoint(paths.train_checkpoint, state)
+        progress.update(epoch, test_acc=accs[2], labeled_by_net1=labeled[1], labeled_by_net2=labeled[2])
+        del divisions, rows1, rows2, state  # nothing of this epoch outlives it
+    progress.close()
+    return {"epochs": train.epochs}
+
+
+def divide_for(net, ws: Workspace, history: LossHistory, epoch: int, net_id: int) -> Division:
+    """The division network `net_id`'s losses make this epoch (its own seed for the mixture fit)."""
+    train = ws.config.train
+    return co_divide_one(
+        net, ws.train_images, ws.noisy_labels, history,
+        p_threshold=train.p_threshold, seed=derived_seed(train.seed, epoch, net_id, GMM),
+        subset=epoch_subset(ws, epoch, net_id, train.num_batches * train.batch_size),
+        eval_batch_size=train.eval_batch_size, amp=train.amp,
+    )
+
+
+def write_epoch(
+    paths: Paths, epoch: int, noisy: np.ndarray, divisions: dict[int, Division], losses: dict, epoch_rows: dict,
+    meta: dict,
+) -> None:
+    """The epoch's four artifacts, each written atomically into its per-epoch folder."""
+    tables = {
+        "divisions": rows.division_rows(epoch, divisions, noisy),
+        "mixtures": rows.mixture_rows(epoch, divisions),
+        "losses": losses,
+        "epochs": epoch_rows,
+    }
+    for name, table in tables.items():
+        artifacts.write_table(artifacts.epoch_file(paths.artifacts / name, epoch), name, table, meta)
+
+
+def restore(paths: Paths, ws: Workspace, nets: dict, optimizers: dict, fingerprint: dict) -> tuple[int, dict, dict | None]:
+    """Load the train checkpoint if it was made from the same inputs, else the warm-up checkpoint.
+
+    Returns the first epoch to run, each network's loss history and the best-validation state
+    (None without one).
+    """
+    train = ws.config.train
+    if paths.train_checkpoint.exists():
+        state = load_checkpoint(paths.train_checkpoint, ws.device)
+        if state.get("version") == CHECKPOINT_VERSION and state.get("fingerprint") == fingerprint:
+            for i in NETS:
+                nets[i].load_state_dict(state["nets"][str(i)])
+                optimizers[i].load_state_dict(state["optimizers"][str(i)])
+            history = {i: LossHistory(train.loss_history, [t.cpu() for t in state["history"][str(i)]]) for i in NETS}
+            return int(state["epoch"]) + 1, history, state.get("best_val")
+        paths.train_checkpoint.unlink()  # made from other inputs: start over
+    state = load_checkpoint(paths.warmup_checkpoint, ws.device)
+    if state["epoch"] != train.warmup_epochs - 1:
+        raise ValueError(
+            f"{paths.warmup_checkpoint}: warmed up for {state['epoch'] + 1} epochs, train.warmup_epochs is "
+            f"{train.warmup_epochs}; rerun the warmup stage"
+        )
+    for i in NETS:
+        nets[i].load_state_dict(state["nets"][str(i)])
+        optimizers[i].load_state_dict(state["optimizers"][str(i)])
+    return train.warmup_epochs, {i: LossHistory(train.loss_history) for i in NETS}, state.get("best_val")
