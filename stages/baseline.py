@@ -1,18 +1,20 @@
-"""DVC stage `baseline`: plain cross-entropy on the same noisy labels, model and epochs (one network)."""
+"""DVC stage `baseline`: plain cross-entropy on the same noisy labels, model and epochs (one network);
+resumable per epoch."""
 
 from dividemix.stage import run_stage
-from dividemix.training import optim, sampling, workspace
-from dividemix.training.baseline import run_baseline
+from dividemix.training.keys import OPTIMISER, SAMPLING, WORKSPACE
 
 PARAMS = [
-    *workspace.PARAMS, *optim.PARAMS, *sampling.PARAMS,
+    *WORKSPACE, *OPTIMISER, *SAMPLING,
     "model.pretrained",
     "train.epochs",
 ]
-PATHS = ["prepared", "noisy", "baseline"]
+PATHS = ["prepared", "noisy", "baseline", "resume"]
 
 
 def body(config, params, paths):
+    from dividemix.training.baseline import run_baseline  # inside: after run_stage's signal handlers
+
     run_baseline(config, paths, params)
 
 

@@ -1,6 +1,5 @@
 """DVC stage `download`: prepare the data set (download or copy, verify, split) into --prepared."""
 
-from dividemix.datasets.registry import prepare_dataset
 from dividemix.io import atomic_dir
 from dividemix.stage import run_stage
 
@@ -21,6 +20,8 @@ PATHS = ["prepared"]
 
 
 def body(config, params, paths):
+    from dividemix.datasets.registry import prepare_dataset  # inside: after run_stage's signal handlers
+
     # Built under a temporary name and swapped in whole: a failed download leaves no half folder.
     with atomic_dir(paths.prepared) as tmp:
         meta = prepare_dataset(config.data, tmp)

@@ -3,14 +3,6 @@
 The only stage (with `report`) that reads the true training labels.
 """
 
-from dividemix.evaluation import (
-    RunArtifacts,
-    accuracy_curves,
-    division_plot_table,
-    division_quality,
-    known_clean_mask,
-    summary_metrics,
-)
 from dividemix.io import write_json_atomic, write_text_atomic
 from dividemix.stage import run_stage
 
@@ -19,14 +11,16 @@ PATHS = ["prepared", "noisy", "artifacts", "metrics", "plots"]
 
 
 def body(config, params, paths):
-    run = RunArtifacts(paths.artifacts)
-    clean = known_clean_mask(paths.prepared, paths.noisy)  # None for a folder data set
-    curves = accuracy_curves(run)
-    quality = division_quality(run, clean)
-    metrics = summary_metrics(curves, quality, clean)
+    from dividemix import evaluation  # inside: after run_stage's signal handlers
+
+    run = evaluation.RunArtifacts(paths.artifacts)
+    clean = evaluation.known_clean_mask(paths.prepared, paths.noisy)  # None for a folder data set
+    curves = evaluation.accuracy_curves(run)
+    quality = evaluation.division_quality(run, clean)
+    metrics = evaluation.summary_metrics(curves, quality, clean)
     write_text_atomic(paths.plots / "accuracy.csv", curves.drop(columns="phase").to_csv(index=False))
-    write_text_atomic(paths.plots / "division.csv", division_plot_table(quality).to_csv(index=False))
-    write_json_atomic(paths.metrics, metrics)
+    write_text_atomic(paths.plots / "division.csv", evaluation.division_plot_table(quality).to_csv(index=False))
+    write_json_atomic(paths.metrics, metrics, sort_keys=False)  # the paper's headline first
     print("[evaluate] " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
 
 

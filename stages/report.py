@@ -4,8 +4,7 @@ With `evaluate`, the only stage that reads the true training labels (to split th
 truly clean and truly noisy samples).
 """
 
-from dividemix.evaluation import RunArtifacts
-from dividemix.report.build import PARAM_KEYS, build_report, load_json
+from dividemix.report.keys import PARAM_KEYS
 from dividemix.stage import run_stage
 
 PARAMS = list(PARAM_KEYS)  # the keys the report prints and those that find the run's paper cell
@@ -13,6 +12,9 @@ PATHS = ["prepared", "noisy", "artifacts", "metrics", "noise_summary", "report"]
 
 
 def body(config, params, paths):
+    from dividemix.evaluation import RunArtifacts  # inside: after run_stage's signal handlers
+    from dividemix.report.build import build_report, load_json
+
     metrics = load_json(paths.metrics, "metrics")
     noise_summary = load_json(paths.noise_summary, "noise summary")
     build_report(

@@ -1,15 +1,14 @@
-"""DVC stage `train`: co-divide + MixMatch epochs after warm-up; resumable from its checkpoint.
+"""DVC stage `train`: co-divide + MixMatch epochs after warm-up; resumable per epoch.
 
-Its outputs are `persist: true` in dvc.yaml so that a killed run resumes from the last finished
-epoch instead of starting over; the library discards them when the inputs changed.
+A killed run resumes from its last finished epoch (`training.resume`); the library discards the
+epochs of a run made from other inputs.
 """
 
 from dividemix.stage import run_stage
-from dividemix.training import optim, sampling, workspace
-from dividemix.training.train import run_train
+from dividemix.training.keys import OPTIMISER, SAMPLING, WORKSPACE
 
 PARAMS = [
-    *workspace.PARAMS, *optim.PARAMS, *sampling.PARAMS,
+    *WORKSPACE, *OPTIMISER, *SAMPLING,
     "train.epochs",
     "train.warmup_epochs",
     "train.alpha",
@@ -23,10 +22,12 @@ PARAMS = [
     "ablation.co_guessing",
     "ablation.ensemble_test",
 ]
-PATHS = ["prepared", "noisy", "warmup_checkpoint", "train_checkpoint", "artifacts"]
+PATHS = ["prepared", "noisy", "warmup_checkpoint", "train_checkpoint", "artifacts", "resume"]
 
 
 def body(config, params, paths):
+    from dividemix.training.train import run_train  # inside: after run_stage's signal handlers
+
     run_train(config, paths, params)
 
 

@@ -1,20 +1,21 @@
-"""DVC stage `warmup`: cross-entropy warm-up of both networks on the noisy labels."""
+"""DVC stage `warmup`: cross-entropy warm-up of both networks on the noisy labels; resumable per epoch."""
 
 from dividemix.stage import run_stage
-from dividemix.training import optim, sampling, workspace
-from dividemix.training.warmup import run_warmup
+from dividemix.training.keys import OPTIMISER, SAMPLING, WORKSPACE
 
 PARAMS = [
-    *workspace.PARAMS, *optim.PARAMS, *sampling.PARAMS,
+    *WORKSPACE, *OPTIMISER, *SAMPLING,
     "model.pretrained",
     "train.warmup_epochs",
     "train.conf_penalty",
     "ablation.ensemble_test",
 ]
-PATHS = ["prepared", "noisy", "warmup_checkpoint", "warmup_artifacts"]
+PATHS = ["prepared", "noisy", "warmup_checkpoint", "warmup_artifacts", "resume"]
 
 
 def body(config, params, paths):
+    from dividemix.training.warmup import run_warmup  # inside: after run_stage's signal handlers
+
     run_warmup(config, paths, params)
 
 

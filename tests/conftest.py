@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import importlib.util
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,25 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+
+# A shared fixture that fails is reported once, as the error of the first test that needed it,
+# with its cause; every other test that needs it is skipped with a pointer to that error (pytest
+# would repeat the same error for each). Fixtures are not counted against the per-test timeout
+# (timeout_func_only in pyproject.toml): their own subprocess calls carry their own limits.
+_FIXTURE_FAILURES: dict[int, str] = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if call.when != "setup" or not report.failed or call.excinfo is None:
+        return
+    first = _FIXTURE_FAILURES.setdefault(id(call.excinfo.value), item.nodeid)
+    if first != item.nodeid:  # the same cached exception again: a shared fixture failed before
+        report.outcome = "skipped"
+        reason = " ".join(str(call.excinfo.value).split())[:200]
+        report.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: shared fixture failed in {first}: {reason}")
 
 # Small enough for seconds on 2 cores, large enough to exercise every step (2 warm-up + 2 DivideMix
 # epochs). Every other key keeps its params.yaml value, so a stage never misses a parameter.
@@ -53,7 +74,7 @@ def write_params(path: Path, params: dict) -> Path:
 
 def dvc_stage_args(name: str) -> list[str]:
     """The arguments dvc.yaml gives stages/<name>.py (its `--FIELD PATH` pairs)."""
-    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][name]["cmd"].split()[2:]
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][name]["cmd"].split()[3:]  # after "exec python X"
 
 
 def run_stage_script(name: str, args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -61,7 +82,7 @@ def run_stage_script(name: str, args: list[str], cwd: Path, check: bool = True) 
     env = dict(os.environ, PYTHONHASHSEED="0")
     result = subprocess.run(
         [sys.executable, str(REPO / "stages" / f"{name}.py"), *args],
-        cwd=cwd, capture_output=True, text=True, env=env,
+        cwd=cwd, capture_output=True, text=True, env=env, timeout=900,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"stage {name} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
@@ -81,6 +102,57 @@ def stage_params(name: str) -> list[str]:
     return stage_module(name).PARAMS
 
 
+def dvc_env(root: Path) -> dict:
+    return dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        DVC_NO_ANALYTICS="1",
+        DVC_SITE_CACHE_DIR=str(root / ".dvc-site"),
+        GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
+        GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com",
+    )
+
+
+def make_repo(root: Path, params: dict) -> Path:
+    """A fresh git + DVC repository holding the pipeline's code and `params`."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    shutil.copy(REPO / ".gitignore", root / ".gitignore")  # .dividemix/ (the kept progress) is no commit's
+    shutil.copytree(REPO / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "labels", root / "labels")  # the noise stage depends on it
+    shutil.copytree(REPO / "pipeline", root / "pipeline", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    write_params(root / "params.yaml", params)
+    env = dvc_env(root)
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True, env=env)
+    subprocess.run(["dvc", "init", "-q"], cwd=root, check=True, env=env)
+    shutil.copytree(REPO / ".dvc/plots", root / ".dvc/plots")  # the plots' template (dvc.yaml: template: epochs)
+    return root
+
+
+def dvc(root: Path, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
+    """`dvc ARGS` in `root`, which must succeed (its own time limit: fixtures call it too)."""
+    result = subprocess.run(["dvc", *args], cwd=root, capture_output=True, text=True, env=dvc_env(root), timeout=timeout)
+    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def stages_run(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([\w-]+)'", output))
+
+
+OUTPUT_FOLDERS = ("artifacts", "checkpoints", "metrics", "report", "data", "plots")
+
+
+def checksums(root: Path) -> dict[str, str]:
+    """Every output file of the run at `root`, by path: its bytes' digest (an empty folder: none)."""
+    import hashlib
+
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for folder in OUTPUT_FOLDERS for path in sorted((root / folder).rglob("*")) if path.is_file()
+    }
+
+
 def run_paths(root: Path):
     """The dvc.yaml layout of a run, rooted at `root`."""
     from dividemix.layout import Paths
@@ -96,6 +168,7 @@ def tiny_run(tmp_path_factory) -> Path:
     """
     from dividemix.config import parse_config, select
     from dividemix.datasets.registry import SPECS
+    from dividemix.io import write_json_atomic
     from dividemix.noise import noisy_label_file
     from dividemix.training.baseline import run_baseline
     from dividemix.training.train import run_train
@@ -105,7 +178,8 @@ def tiny_run(tmp_path_factory) -> Path:
     config = parse_config(TINY_PARAMS)
     paths = run_paths(root)
     SPECS["digits"].prepare(paths.prepared)
-    noisy_label_file(dataset="digits", prepared=paths.prepared, out=paths.noisy, mode="sym", rate=0.5, seed=1)
+    summary = noisy_label_file(dataset="digits", prepared=paths.prepared, out=paths.noisy, mode="sym", rate=0.5, seed=1)
+    write_json_atomic(paths.noise_summary, summary)  # as the noise stage does
     # Each stage records the parameters it reads, as the stage scripts do under `dvc repro`.
     run_warmup(config, paths, select(config, stage_params("warmup")))
     run_train(config, paths, select(config, stage_params("train")))

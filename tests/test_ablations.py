@@ -10,6 +10,8 @@ net1's alone).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,7 +26,7 @@ from dividemix import artifacts
 from dividemix.config import parse_config, select
 from dividemix.datasets.registry import SPECS
 from dividemix.device_images import DeviceImages
-from dividemix.mixmatch import co_guess, co_refine, train_step
+from dividemix.mixmatch import co_guess, co_refine, ramp_weight, train_step
 from dividemix.training.dividemix_epoch import dividemix_epoch
 from dividemix.training.optim import make_optimizer
 from dividemix.training.testing import ensemble_accuracy
@@ -121,12 +123,17 @@ def test_co_guess_without_a_peer_is_the_net_s_own_sharpened_mean():
     assert net.calls == 2
 
 
-def test_without_co_guessing_the_step_never_calls_the_peer():
-    before = step(tiny_net(0), tiny_net(1), make_batch(6, 5))  # the control: co-guessing calls the peer
-    with pytest.raises(AssertionError, match="must not be called"):
+def test_without_co_guessing_the_step_never_calls_the_peer_and_guesses_alone(monkeypatch):
+    with pytest.raises(AssertionError, match="must not be called"):  # the control: co-guessing calls the peer
         step(tiny_net(0), Refuses(), make_batch(6, 5))
-    out = step(tiny_net(0), Refuses(), make_batch(6, 5), co_guessing=False)
-    assert torch.isfinite(out).all() and not torch.equal(out, before)
+    seen = capture_mix(monkeypatch)
+    batch, net = make_batch(6, 5), tiny_net(0)
+    alone = copy.deepcopy(net)  # in train mode, as the step's guessing passes
+    step(net, Refuses(), batch, co_guessing=False)
+    with torch.no_grad():  # the unlabeled targets: the trained net's own two softmaxes, averaged, sharpened
+        p = (F.softmax(alone(batch.u1), 1) + F.softmax(alone(batch.u2), 1)) / 2
+    expected = p**2 / (p**2).sum(1, keepdim=True)  # T = 0.5
+    torch.testing.assert_close(seen[0][1][12:17], expected)  # [x1, x2, u1, u2]: rows 2B.. are u1's
 
 
 # ---------------------------------------------------------------------------------- augmentation
@@ -228,7 +235,14 @@ def test_a_run_with_every_ablation_off_completes_with_its_artifacts(ablated_run)
     # ensemble_test false: the reported accuracy is net1's
     assert (epochs["test_acc_ensemble"] == epochs["test_acc_net1"]).all()
     losses = artifacts.read_table(ablated_run / "artifacts/losses", "losses")
-    assert np.isfinite(losses[["loss_x", "loss_u", "penalty", "loss"]].to_numpy()).all()
+    # the recorded total is Lx + lambda_u * Lu + penalty, lambda_u as ramped at each step's progress
+    np.testing.assert_allclose(losses["loss"], losses["loss_x"] + losses["lambda_u"] * losses["loss_u"]
+                               + losses["penalty"], rtol=1e-5, atol=1e-6)
+    for net in NETS:
+        rows = losses[losses["net"] == net]
+        num_iter = rows["n_labeled"].iloc[0] // 64 + 1
+        ramp = [ramp_weight(25.0, 2 + step / num_iter, 2, 16) for step in rows["step"]]
+        np.testing.assert_allclose(rows["lambda_u"], ramp)
     # co_divide false: each network's labeled set is the one its own losses made
     last = epochs.iloc[-1]
     assert last["labeled_by_net1"] != last["labeled_by_net2"]  # else the check below could not tell

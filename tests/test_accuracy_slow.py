@@ -7,8 +7,7 @@ import json
 import pytest
 import yaml
 
-from conftest import REPO
-from test_pipeline import dvc, make_repo
+from conftest import REPO, dvc, make_repo
 
 pytestmark = pytest.mark.slow
 

@@ -374,3 +374,45 @@ def test_dividemix_help_lists_the_audit_commands():
     assert result.returncode == 0
     for command in ("diff", "trace", "export"):
         assert command in result.stdout
+
+
+# ------------------------------------------------------------------------- what goes wrong
+def test_a_fresh_clone_without_the_dvc_cache_is_one_line_saying_to_pull(dvc_repo, tmp_path):
+    root, _ = dvc_repo
+    clone = tmp_path / "clone"
+    run_in(tmp_path, "git", "clone", "-q", str(root), str(clone))  # git only: no DVC cache, no remote
+    result = cli("diff", "HEAD~1", "HEAD", cwd=clone)
+    assert_one_line_error(result, "HEAD~1", "artifacts/divisions", "dvc pull", "dvc exp pull")
+    assert "Traceback" not in result.stderr
+
+
+def test_a_corrupt_parquet_file_is_named(tiny_run: Path, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run / "artifacts", run / "artifacts")
+    broken = run / "artifacts/divisions/epoch_003.parquet"
+    broken.write_bytes(broken.read_bytes()[:100])  # truncated
+    for args in (("diff", str(run), str(tiny_run)), ("trace", "3", "--source", str(run))):
+        assert_one_line_error(cli(*args), str(broken), "not a readable Parquet file", "dvc checkout")
+    with pytest.raises(artifacts.ArtifactError, match="epoch_003.parquet: not a readable Parquet file"):
+        artifacts.read_table(run / "artifacts/divisions", "divisions")
+
+
+def test_an_unfinished_run_says_so_in_diff_trace_and_export(tiny_run: Path, tmp_path):
+    """A run stopped after epoch 2 of 0..3: each command warns, naming its last epoch and the planned total."""
+    run = tmp_path / "stopped"
+    shutil.copytree(tiny_run, run)
+    for folder in ("divisions", "mixtures", "losses", "epochs"):
+        (run / "artifacts" / folder / "epoch_003.parquet").unlink()
+    import torch
+
+    state = torch.load(run / "checkpoints/train/last.pt", weights_only=True)
+    state["epoch"] = 2  # as the checkpoint of a run stopped there would say
+    torch.save(state, run / "checkpoints/train/last.pt")
+    warning = f"warning: {run} is not finished: its last epoch is 2 of 3 (train.epochs 4); `dvc repro` resumes it"
+    for args in (("diff", str(run), str(tiny_run)), ("trace", "3", "--source", str(run)),
+                 ("export", "--source", str(run), "--out", str(tmp_path / "labels.csv"), "--device", "cpu")):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+        assert warning in result.stderr.splitlines(), (args, result.stderr)
+    finished = cli("trace", "3", "--source", str(tiny_run))
+    assert "warning" not in finished.stderr  # the control: a finished run warns of nothing

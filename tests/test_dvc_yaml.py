@@ -15,10 +15,10 @@ STAGES = DVC["stages"]
 
 
 def test_the_pipeline_has_the_documented_stages_in_order():
-    assert list(STAGES) == ["download", "noise", "warmup", "baseline", "train", "evaluate", "report"]
+    assert list(STAGES) == ["check", "download", "noise", "warmup", "baseline", "train", "evaluate", "report"]
 
 
-@pytest.mark.parametrize("name", list(STAGES))
+@pytest.mark.parametrize("name", [name for name in STAGES if name != "check"])
 def test_stage_params_are_exactly_the_keys_its_script_declares(name: str):
     declared = stage_params(name)
     assert sorted(STAGES[name].get("params", [])) == sorted(declared)
@@ -27,10 +27,27 @@ def test_stage_params_are_exactly_the_keys_its_script_declares(name: str):
         assert field in Config.model_fields[section].annotation.model_fields
 
 
+def test_the_check_stage_depends_on_the_whole_parameter_file():
+    """So that any change of params.yaml, a key no other stage reads included, reruns it."""
+    assert STAGES["check"]["params"] == [{"params.yaml": None}]
+    assert "outs" not in STAGES["check"] and "metrics" not in STAGES["check"]
+    declared = stage_params("check")  # what it validates: every key of the schema
+    assert sorted(declared) == sorted(f"{s}.{k}" for s, m in Config.model_fields.items() for k in m.annotation.model_fields)
+
+
 @pytest.mark.parametrize("name", list(STAGES))
 def test_stage_depends_on_its_own_script_and_runs_it(name: str):
     assert f"stages/{name}.py" in STAGES[name]["deps"]
-    assert STAGES[name]["cmd"].startswith(f"python stages/{name}.py")
+    # exec: the stage replaces the shell, so that it is DVC's own child and dies with it
+    assert STAGES[name]["cmd"].startswith(f"exec python stages/{name}.py")
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_every_output_persists(name: str):
+    """DVC must not delete an output before its stage runs: a refused stage leaves it as it was."""
+    for kind in ("outs", "metrics", "plots"):
+        for entry in STAGES[name].get(kind, []):
+            assert isinstance(entry, dict) and next(iter(entry.values())).get("persist") is True, (kind, entry)
 
 
 @pytest.mark.parametrize("name", list(STAGES))
@@ -39,7 +56,7 @@ def test_stage_code_deps_are_exactly_the_library_files_its_script_executes(name:
     listed = sorted(dep for dep in STAGES[name]["deps"] if dep.startswith("pipeline/"))
     script = REPO / "stages" / f"{name}.py"
     executed = sorted(f"pipeline/{path.relative_to(SOURCE_ROOT).as_posix()}" for path in closure(script))
-    assert listed == executed
+    assert listed == executed, f"dvc.yaml: the deps of {name} under pipeline/ must be exactly {executed}"
 
 
 def test_code_deps_keep_the_parts_apart():
@@ -57,7 +74,7 @@ def test_code_deps_keep_the_parts_apart():
 def test_every_params_yaml_key_is_read_by_some_stage():
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     keys = {f"{section}.{key}" for section, values in params.items() for key in values}
-    read = {key for stage in STAGES.values() for key in stage.get("params", [])}
+    read = {key for stage in STAGES.values() for key in stage.get("params", []) if isinstance(key, str)}
     assert keys == read
 
 
@@ -79,7 +96,7 @@ def test_stage_command_passes_each_path_its_script_takes(name: str, tmp_path):
 
     module = stage_module(name)
     layout = Paths.layout(tmp_path)
-    words = STAGES[name]["cmd"].split()[2:]
+    words = STAGES[name]["cmd"].split()[3:]  # after "exec python stages/NAME.py"
     given = dict(zip(words[::2], words[1::2]))
     expected = {flag(field): getattr(layout, field).relative_to(tmp_path).as_posix() for field in module.PATHS}
     assert given == expected

@@ -11,8 +11,7 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from conftest import tiny_params
-from test_pipeline import dvc, make_repo, stages_run
+from conftest import dvc, make_repo, stages_run, tiny_params
 
 
 def write_digit_folder(base: Path) -> dict[str, Path]:
@@ -50,7 +49,7 @@ def folder_run(tmp_path_factory) -> Path:
     })
     root = make_repo(base / "project", params)
     result = dvc(root, "repro")
-    assert stages_run(result.stdout) == {"download", "noise", "warmup", "baseline", "train", "evaluate", "report"}
+    assert stages_run(result.stdout) == {"check", "download", "noise", "warmup", "baseline", "train", "evaluate", "report"}
     return root
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
-import time
 
 import numpy as np
 import pytest
@@ -123,15 +121,22 @@ def test_amp_step_gives_finite_float32_losses_close_to_fp32():
     net = conv_net(0)
     peer = conv_net(1).eval()
     batch = rgb_batch(8, 6)
+    before = [p.detach().clone() for p in net.parameters()]
     fp32_net, amp_net = copy.deepcopy(net), copy.deepcopy(net)
     fp32 = run_step(fp32_net, peer, batch)
     amp = run_step(amp_net, peer, batch, amp=True)
     assert amp.dtype == torch.float32 and torch.isfinite(amp).all()
-    torch.testing.assert_close(amp, fp32, rtol=0.05, atol=0.02)  # bf16 has 8 bits of mantissa
     assert not torch.equal(amp, fp32)  # it really ran in bf16
-    for a, b in zip(amp_net.parameters(), fp32_net.parameters()):  # the weights stay float32
-        assert a.dtype == torch.float32
-        torch.testing.assert_close(a, b, rtol=0.05, atol=0.02)
+    # each term (Lx, Lu, penalty, total) within bf16's precision of its own fp32 value
+    for name, a, b in zip(("loss_x", "loss_u", "penalty", "loss"), amp.tolist(), fp32.tolist()):
+        assert abs(a - b) <= 0.05 * abs(b) + 1e-4, (name, a, b)
+    for a, b, start in zip(amp_net.parameters(), fp32_net.parameters(), before):
+        assert a.dtype == torch.float32  # the weights stay float32
+        # the same SGD update as in fp32: the same direction and size (not just "close" weights)
+        da, db = (a - start).detach().flatten(), (b - start).detach().flatten()
+        assert db.norm() > 0
+        assert torch.nn.functional.cosine_similarity(da, db, dim=0) > 0.98
+        assert abs(da.norm() / db.norm() - 1) < 0.1
 
 
 def test_amp_warmup_step_and_eval_pass():
@@ -274,6 +279,11 @@ def test_train_compile_builds_and_steps():
     net = ws.new_net(1)
     assert not isinstance(net, torch._dynamo.eval_frame.OptimizedModule)  # compiled in place:
     assert set(net.state_dict()) == set(small_ws().new_net(1).state_dict())  # checkpoint keys unchanged
-    start = time.perf_counter()
+    eager = small_ws().new_net(1)
+    eager.load_state_dict(net.state_dict())
+    index = torch.arange(8)
+    net.eval(), eager.eval()
+    with torch.no_grad():  # the compiled network computes what the eager one does
+        torch.testing.assert_close(net(ws.train_images.plain(index)), eager(ws.train_images.plain(index)))
     rows = warmup_epoch(net, make_optimizer(net, ws.config.train), ws, 0, 1, conf_penalty=False)
-    assert np.isfinite(rows["loss"]).all() and math.isfinite(time.perf_counter() - start)
+    assert len(rows["loss"]) == 2 and np.isfinite(rows["loss"]).all()  # 200 images in batches of 2B = 128

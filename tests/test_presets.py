@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, dvc_env, make_repo
 from dividemix.config import ConfigError, parse_config
 from dividemix.presets import (
     CELL_KEYS,
@@ -25,7 +25,6 @@ from dividemix.presets import (
 )
 from dividemix_cli import main as cli
 from dividemix_cli.presets import apply_to_text, format_value
-from test_pipeline import dvc_env, make_repo
 
 DEFAULT_PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 # Folder presets leave the user's image root and lists to them: placeholders for the schema check.

@@ -19,6 +19,8 @@ Layout (paths relative to the repository root, as wired in dvc.yaml):
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +200,30 @@ def _upgraded(table: pa.Table, name: str) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=SCHEMAS[name])
 
 
+@contextmanager
+def readable(where: str | Path) -> Iterator[None]:
+    """Arrow's errors on a corrupt or truncated file, as one line naming the file and what to do
+    (Arrow's own message, e.g. "Parquet magic bytes not found in footer", names none)."""
+    try:
+        yield
+    except (pa.ArrowException, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ArtifactError(
+            f"{where}: not a readable Parquet file ({reason}); rerun the stage that writes it (`dvc repro`) "
+            "or restore it (`dvc checkout`)"
+        ) from None
+
+
+def parquet_files(path: Path) -> list[Path]:
+    """A Parquet file, or the files of a folder of them (hidden and temporary ones skipped, as
+    pyarrow.dataset does)."""
+    if path.is_dir():
+        return sorted(p for p in path.glob("*.parquet") if not p.name.startswith((".", "_")))
+    return [path]
+
+
 def read_table(
     path: str | Path,
     name: str,
@@ -213,15 +239,20 @@ def read_table(
     path = Path(path)
     if not path.exists():
         raise ArtifactError(f"{path}: artifact '{name}' not found")
-    dataset = ds.dataset(path, format="parquet", schema=None)
-    files = dataset.files
+    files = parquet_files(path)
     if not files:
         raise ArtifactError(f"{path}: artifact '{name}' holds no Parquet file")
-    versions = {check_schema(Path(file), name, pq.read_schema(file)) for file in files}
+    versions = set()
+    for file in files:
+        with readable(file):
+            versions.add(check_schema(file, name, pq.read_schema(file)))
     if versions != {SCHEMA_VERSIONS[name]}:  # older files among them: upgrade each, then select
         whole = pa.concat_tables(_upgraded(pq.read_table(file).replace_schema_metadata(None), name) for file in files)
         dataset = ds.dataset(whole)
-    table = dataset.to_table(columns=columns, filter=filter)
+    else:
+        dataset = ds.dataset([str(file) for file in files], format="parquet")
+    with readable(path):
+        table = dataset.to_table(columns=columns, filter=filter)
     frame = table.to_pandas()
     sort_keys = [key for key in ("epoch", "net", "step", "sample_index", "component") if key in frame.columns]
     if sort_keys:
@@ -231,6 +262,7 @@ def read_table(
 
 def read_meta(path: str | Path) -> dict[str, Any]:
     """The `dividemix.meta` mapping a file was written with (empty if none)."""
-    metadata = pq.read_schema(path).metadata or {}
+    with readable(path):
+        metadata = pq.read_schema(path).metadata or {}
     raw = metadata.get(b"dividemix.meta")
     return json.loads(raw) if raw else {}

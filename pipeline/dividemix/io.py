@@ -43,8 +43,9 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+def write_json_atomic(path: str | Path, data: Any, *, sort_keys: bool = True) -> None:
+    """`data` as indented JSON; `sort_keys=False` keeps the mapping's order (a headline first)."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=sort_keys) + "\n")
 
 
 @contextlib.contextmanager

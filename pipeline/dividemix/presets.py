@@ -81,6 +81,7 @@ CIFAR_RESULTS = {
 }
 
 CIFAR10N_FILE = "labels/CIFAR-10_human.pt"
+CIFAR_N_NETWORK = "ResNet-34 (the CIFAR-N paper's network for every method)"
 CIFAR100N_FILE = "labels/CIFAR-100_human.pt"
 
 
@@ -93,6 +94,9 @@ class Preset:
     paper_best: float | None  # percent; the paper's best-epoch accuracy (or its only number)
     paper_last: float | None  # percent; mean of the last 10 epochs, where the paper gives it
     notes: tuple[str, ...] = field(default=())  # what the user must provide, departures, sources
+    # The network behind the paper's figure when it is not this preset's model (CIFAR-N: the
+    # CIFAR-N paper benchmarked every method with a ResNet-34), so no one compares across them unawares.
+    paper_network: str | None = None
 
     def __post_init__(self) -> None:
         # Keys in params.yaml's section order (data, noise, model, train, ablation): for reading.
@@ -151,11 +155,12 @@ def _cifar_n_preset(name: str, dataset: str, key: str, closest: tuple[str, str, 
         f"labels: {file} (the CIFAR-N release, CC BY-NC 4.0; fetch it yourself), key {key}",
         f"hyper-parameters: those of the closest paper cell, {cell} (lambda_u {lambda_u:g}, p_threshold "
         f"{p_threshold:g}); the CIFAR-N paper's own DivideMix settings are not recorded here",
-        "result: the CIFAR-N paper's DivideMix number (its one figure per cell; no 'last' given)",
+        "result: the CIFAR-N paper's DivideMix number (its one figure per cell; no 'last' given), "
+        "obtained with a ResNet-34, not this preset's PreAct ResNet-18",
     )
     label = "CIFAR-10N" if dataset == "cifar10" else "CIFAR-100N"
     description = f"{label} {key} (human labels, {noise_rate} wrong): CIFAR-N paper"
-    return Preset(name, "cifar-n", description, overrides, best, None, notes)
+    return Preset(name, "cifar-n", description, overrides, best, None, notes, paper_network=CIFAR_N_NETWORK)
 
 
 # Left to the user: where their copy is (`dividemix preset apply NAME --set data.root=... ...`).

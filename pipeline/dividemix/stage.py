@@ -1,16 +1,30 @@
-"""What every stage script shares: its command line, config loading, one-line errors, exit codes.
+"""What every stage script shares: its command line, config loading, one-line errors, interrupts.
 
 Stage scripts (in `stages/`) are thin: they declare the parameter keys they read (`PARAMS`, the
 same list as their `params:` in dvc.yaml, which a test checks) and the run paths they take
 (`PATHS`: fields of `layout.Paths`, given by dvc.yaml as `--FIELD PATH`), and call one library
-function. A bad parameter or input ends the stage before any work with one line on stderr and
-exit code 2; nothing has been written by then. This is the one module of the library that reads
-the command line.
+function. This is the one module of the library that reads the command line.
+
+- A bad parameter or input ends the stage before it writes anything, with one line on stderr
+  and exit code 2. Every output is written atomically and DVC does not delete them before a
+  run (`persist: true`), so whatever was there stays byte for byte.
+- SIGINT (Ctrl-C) and SIGTERM end it with one line saying where it stood and where `dvc repro`
+  takes up again, exit 130 or 143; the last checkpoint is whole (written atomically).
+- The stage dies with its parent: when `dvc repro` itself is killed, the stage gets SIGTERM
+  (Linux's parent-death signal; dvc.yaml runs each command with `exec`, so that the parent is
+  DVC and not a shell), instead of training on unseen.
+
+`run_stage` installs the signal handlers before anything slow: stage scripts import the library
+code they run inside `body`, so an interrupt during those imports (torch: seconds) is one line
+too, and a refused parameter is refused before them.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,8 +32,41 @@ from typing import Any
 
 from dividemix.config import Config, ConfigError, load_config, select
 from dividemix.layout import Paths
+from dividemix.progress import interrupted_line
 
 EXIT_BAD_INPUT = 2
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived (a BaseException, like KeyboardInterrupt: no handler catches it by accident)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    _ignore_further_signals()
+    raise Interrupted(signum)
+
+
+def _ignore_further_signals() -> None:
+    """Once is enough: a second signal (DVC's own, then the parent-death one) must not interrupt
+    the one line and the exit with a traceback."""
+    for handled in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(handled, signal.SIG_IGN)
+
+
+def install_signal_handlers() -> None:
+    """SIGINT and SIGTERM raise `Interrupted`; on Linux, SIGTERM also comes when the parent dies."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a background job ignores Ctrl-C: keep it so
+        signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() == 1:  # the parent died before the call: nobody is waiting for this stage
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def flag(field: str) -> str:
@@ -39,14 +86,20 @@ def run_stage(
     `body(config, params, paths)` gets the whole validated config, the values of the stage's own
     keys `params` (recorded in its outputs) and a `Paths` with the given fields set.
     """
+    install_signal_handlers()
     parser = argparse.ArgumentParser(prog=f"stages/{name}.py", description=f"DVC stage '{name}'")
     parser.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
     for field in paths:
         parser.add_argument(flag(field), dest=field, type=Path, required=True, metavar="PATH")
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         config = load_config(args.params)
         body(config, select(config, params), Paths(**{field: getattr(args, field) for field in paths}))
     except (ConfigError, OSError, ValueError, RuntimeError) as exc:
         print(f"error: {name}: {exc}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        _ignore_further_signals()  # (a Ctrl-C's KeyboardInterrupt did not pass through _interrupt)
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        print(f"{name}: {interrupted_line(name)}", file=sys.stderr, flush=True)
+        sys.exit(128 + signum)

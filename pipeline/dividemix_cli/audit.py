@@ -8,6 +8,7 @@ git revision or a DVC experiment name of the repository `--repo` (default: the c
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from dividemix_cli.errors import CliError
@@ -66,6 +67,7 @@ def run_diff(args: argparse.Namespace) -> int:
 
     a = open_source(args.a, repo=args.repo)
     b = open_source(args.b, repo=args.repo)
+    warn_unfinished(a, b)
     epochs = diff.parse_epochs(args.epochs) if args.epochs else None
     if args.out is not None:
         if args.out.suffix != ".parquet":
@@ -98,6 +100,7 @@ def run_trace(args: argparse.Namespace) -> int:
     from dividemix.audit.sources import open_source
 
     source = open_source(args.rev or args.source, repo=args.repo)
+    warn_unfinished(source)
     frame = trace.trace_samples(source, args.samples)
     truth = run_epochs.sample_truth(source, args.samples) or {}
     threshold = run_epochs.division_threshold(run_epochs.recorded_params(source))
@@ -122,8 +125,10 @@ def run_trace(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from dividemix.audit import export
+    from dividemix.audit.sources import open_source
 
     export.export_targets(args.out)  # a bad --out fails before the networks are loaded
+    warn_unfinished(open_source(str(args.source)))
     frame, info = export.cleaned_labels(args.source, threshold=args.threshold, device=args.device)
     written = export.write_export(frame, args.out, info)
     counts = ", ".join(f"{name} {count}" for name, count in info["counts"].items())
@@ -132,3 +137,11 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     return 0
 
+
+def warn_unfinished(*sources) -> None:
+    """A warning line on stderr for each run that stopped before its last epoch."""
+    from dividemix.audit.epochs import unfinished_warning
+
+    for source in sources:
+        if (line := unfinished_warning(source)) is not None:
+            print(line, file=sys.stderr)

@@ -86,7 +86,8 @@ def cmd_show(args) -> int:
 
     preset = get_preset(args.name)
     print(f"{preset.name}: {preset.description}")
-    print(f"paper: best {_percent(preset.paper_best)}%, last (mean of the last 10 epochs) {_percent(preset.paper_last)}%")
+    print(f"paper: last (mean of the last 10 epochs) {_percent(preset.paper_last)}%, best epoch (an oracle: chosen on "
+          f"the test set) {_percent(preset.paper_best)}%" + (f"; with {preset.paper_network}" if preset.paper_network else ""))
     print("overrides:")
     for key, value in preset.overrides.items():
         print(f"  {key}: {format_value(value)}")

@@ -29,7 +29,7 @@ from dividemix_flows import outputs
 from dividemix_flows.stream import command_env, stage_error, stream_command
 
 METRICS_FILE = outputs.EVAL_JSON
-SUMMARY_METRICS = ["test_acc_best", "test_acc_last", "ce_test_acc_last", "division_auc_last"]
+SUMMARY_METRICS = ["test_acc_last10", "test_acc_last", "test_acc_best", "ce_test_acc_last", "division_auc_last"]
 
 
 class PointFailed(RuntimeError):

@@ -42,7 +42,7 @@ def read_division_file(
     With `samples`, only those sample indices' rows are kept (filtered in Arrow, before pandas).
     """
     relative = _division_file(epoch)
-    with source.open(relative) as handle:
+    with source.open(relative) as handle, artifacts.readable(source.where(relative)):
         parquet = pq.ParquetFile(handle)
         # the schema check of artifacts.read_table, on a file that may live in a revision
         artifacts.check_schema(Path(source.path(relative)), "divisions", parquet.schema_arrow)
@@ -58,7 +58,8 @@ def recorded_params(source: RunSource) -> dict[str, Any]:
     """The parameters the train stage recorded in the run's last division file (metadata only)."""
     relative = _division_file(division_epochs(source)[-1])
     with source.open(relative) as handle:
-        raw = (pq.read_schema(handle).metadata or {}).get(b"dividemix.meta")
+        with artifacts.readable(source.where(relative)):
+            raw = (pq.read_schema(handle).metadata or {}).get(b"dividemix.meta")
     return json.loads(raw).get("params", {}) if raw else {}
 
 
@@ -131,9 +132,8 @@ def read_truth_mask(source: RunSource, n_train: int) -> np.ndarray | None:
     """
     if not (source.exists(TRUTH) and source.exists(NOISY)):
         return None
-    with source.open(TRUTH) as handle:
-        truth = np.load(handle, allow_pickle=False)
-    with source.open(NOISY) as handle:
+    truth = load_truth(source)
+    with source.open(NOISY) as handle, artifacts.readable(source.where(NOISY)):
         parquet = pq.ParquetFile(handle)
         artifacts.check_schema(Path(source.path(NOISY)), "noisy_labels", parquet.schema_arrow)
         noisy = parquet.read(columns=["sample_index", "noisy_label"])
@@ -150,9 +150,29 @@ def sample_truth(source: RunSource, samples: list[int]) -> dict[int, int] | None
     """The true labels of `samples`, when the run's truth is at hand (an audit, not training)."""
     if not source.exists(TRUTH):
         return None
-    with source.open(TRUTH) as handle:
-        truth = np.load(handle, allow_pickle=False)
+    truth = load_truth(source)
     return {s: int(truth[s]) for s in samples if 0 <= s < len(truth)}
+
+
+def load_truth(source: RunSource) -> np.ndarray:
+    """The run's true training labels (an audit reads them; training never does)."""
+    with source.open(TRUTH) as handle:
+        try:
+            return np.load(handle, allow_pickle=False)
+        except (ValueError, EOFError, OSError) as exc:
+            raise AuditError(f"{source.where(TRUTH)}: not a readable .npy file ({exc}); "
+                             "rerun the download stage or `dvc checkout`") from None
+
+
+def unfinished_warning(source: RunSource) -> str | None:
+    """One line when the run stopped before its last epoch (its last division epoch is not the
+    `train.epochs - 1` it recorded), else None: its figures are then those of a partial run."""
+    last = division_epochs(source)[-1]
+    planned = recorded_params(source).get("train.epochs")
+    if planned is None or last >= planned - 1:
+        return None
+    return (f"warning: {source.name} is not finished: its last epoch is {last} of {planned - 1} "
+            f"(train.epochs {planned}); `dvc repro` resumes it")
 
 
 def division_threshold(params: dict[str, Any], default: float = 0.5) -> float:

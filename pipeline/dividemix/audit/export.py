@@ -168,7 +168,9 @@ def cleaned_labels(root: Path, *, threshold: float | None = None, device: str = 
         }
     )
     counts = np.bincount(codes, minlength=len(DECISIONS))
-    info = {"epoch": final.epoch, "threshold": tau, "counts": dict(zip(DECISIONS, map(int, counts)))}
+    planned = final.params.get("train.epochs")
+    info = {"epoch": final.epoch, "threshold": tau, "counts": dict(zip(DECISIONS, map(int, counts))),
+            "finished": planned is None or final.epoch >= planned - 1}  # a stopped run's labels say so
     return frame, info
 
 

@@ -41,17 +41,25 @@ class RunSource:
             relative = self.artifacts_dir + relative[len(ARTIFACTS):]
         return str(Path(self.root) / relative) if self.fs is None else f"{self.root}/{relative}".lstrip("/")
 
+    def where(self, relative: str) -> str:
+        """A file as an error names it: its path, and the revision when it is read from one."""
+        return self.path(relative) if self.fs is None else f"{self.name}:{self.path(relative)}"
+
     def exists(self, relative: str) -> bool:
         if relative.startswith("data/") and not self.has_data:
             return False
         path = self.path(relative)
-        return Path(path).exists() if self.fs is None else bool(self.fs.exists(path))
+        if self.fs is None:
+            return Path(path).exists()
+        with self.reading(relative):
+            return bool(self.fs.exists(path))
 
     def listdir(self, relative: str) -> list[str]:
         path = self.path(relative)
         if self.fs is None:
             return sorted(p.name for p in Path(path).iterdir())
-        return sorted(Path(p).name for p in self.fs.ls(path, detail=False))
+        with self.reading(relative):
+            return sorted(Path(p).name for p in self.fs.ls(path, detail=False))
 
     @contextmanager
     def open(self, relative: str) -> Iterator[Any]:
@@ -60,8 +68,27 @@ class RunSource:
         if self.fs is None:
             yield path
         else:
-            with self.fs.open(path, "rb") as handle:
+            with self.reading(relative), self.fs.open(path, "rb") as handle:
                 yield handle
+
+    @contextmanager
+    def reading(self, relative: str) -> Iterator[None]:
+        """DVC's errors while reading a revision's file, as one line saying what to do.
+
+        A revision's DVC-tracked files come from the local DVC cache; in a fresh clone (no
+        `dvc pull` yet, or no remote) they are not there, and DVC raises one of many internal
+        errors (DataIndexDirError, FileNotFoundError...).
+        """
+        try:
+            yield
+        except AuditError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - dvc's errors have no common base worth naming
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise AuditError(
+                f"{self.name}: cannot read {relative} from the DVC cache ({reason}); fetch it with `dvc pull` "
+                f"(a commit) or `dvc exp pull REMOTE {self.name}` (an experiment), or reproduce that revision"
+            ) from None
 
 
 def open_source(spec: str, *, repo: str | Path = ".") -> RunSource:

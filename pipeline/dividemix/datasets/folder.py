@@ -15,7 +15,6 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from dividemix.datasets.prepared import write_prepared
 from dividemix.datasets.spec import DatasetSpec, DataSourceError
@@ -76,6 +75,7 @@ def load_images(listing: ImageList, root: Path, size: int) -> np.ndarray:
     with torchvision's resize on the uint8 tensor. The aspect ratio is not kept (a plain resize,
     as Clothing1M's Resize((256, 256)) in the reference).
     """
+    import torch  # here: digits and CIFAR downloads need no torch (seconds of import)
     from PIL import Image
     from torchvision.transforms.v2 import functional as tvf
 

@@ -19,6 +19,7 @@ from typing import Any
 from dividemix.evaluation import RunArtifacts, known_clean_mask
 from dividemix.io import atomic_dir
 from dividemix.report.figures import report_figures
+from dividemix.report.keys import PARAM_KEYS
 from dividemix.report.render import render_html, render_markdown, report_title, write_report_folder
 from dividemix.report.tables import paper_comparison, results_rows, setting_rows
 
@@ -32,21 +33,6 @@ METRIC_KEYS = (
     "division_precision_last",
     "division_recall_last",
     "noise_rate_actual",
-)
-PARAM_KEYS = (  # the keys the report prints; with them, `presets.find_preset` finds the run's paper cell
-    "data.dataset",
-    "noise.mode",
-    "noise.rate",
-    "noise.seed",
-    "noise.file",
-    "noise.key",
-    "model.arch",
-    "train.protocol",
-    "train.epochs",
-    "train.warmup_epochs",
-    "train.lambda_u",
-    "train.p_threshold",
-    "train.loss_history",
 )
 NOISE_SUMMARY_KEYS = ("dataset", "mode", "rate", "seed", "n_train", "n_wrong", "noise_rate_actual")
 

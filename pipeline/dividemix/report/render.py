@@ -8,7 +8,7 @@ from typing import Any
 
 from dividemix.plotting import png_data_uri
 from dividemix.report.figures import ReportFigure
-from dividemix.report.tables import PAPER_HEADER, RESULTS_HEADER, RESULTS_NOTE, PaperComparison, format_percent
+from dividemix.report.tables import RESULTS_HEADER, RESULTS_NOTE, PaperComparison, format_percent
 
 
 def report_title(params: dict[str, Any]) -> str:
@@ -36,7 +36,7 @@ def render_markdown(title: str, setting: list[tuple[str, str]], results: list[tu
     lines += _md_table(RESULTS_HEADER, results)
     lines += ["", RESULTS_NOTE, "", "## Against the paper", ""]
     if paper.rows:
-        lines += _md_table(PAPER_HEADER, paper.rows) + [""]
+        lines += _md_table(paper.header, paper.rows) + [""]
     lines += [paper.note, "", "## Figures", ""]
     for figure in figures:
         lines += [f"### {figure.title}", "", f"![{figure.title}](figures/{figure.name})", "", figure.caption, ""]
@@ -98,7 +98,7 @@ def render_html(title: str, setting: list[tuple[str, str]], results: list[tuple[
     lines += _html_table(RESULTS_HEADER, results, numeric=True)
     lines += [f'<p class="note">{esc(RESULTS_NOTE)}</p>', "<h2>Against the paper</h2>"]
     if paper.rows:
-        lines += _html_table(PAPER_HEADER, paper.rows, numeric=True)
+        lines += _html_table(paper.header, paper.rows, numeric=True)
     lines += [f'<p class="note">{esc(paper.note)}</p>', "<h2>Figures</h2>"]
     for figure in figures:
         lines += _html_figure(figure)

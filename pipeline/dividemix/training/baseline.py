@@ -7,10 +7,13 @@ from typing import Any
 
 from dividemix import artifacts
 from dividemix.config import Config
+from dividemix.io import atomic_dir
 from dividemix.layout import Paths
 from dividemix.progress import Progress
+from dividemix.training.checkpoint import data_inputs, fingerprint
 from dividemix.training.optim import make_optimizer
-from dividemix.training.warmup import warmup_epoch
+from dividemix.training.resume import Resume
+from dividemix.training.warmup import nets_state, restore_nets, warmup_epoch
 from dividemix.training.workspace import Workspace
 
 
@@ -19,26 +22,29 @@ def run_baseline(config: Config, paths: Paths, params: dict[str, Any], *, stream
 
     Its epochs are warm-up epochs (`warmup_epoch`): the same augmentation (ablation.augmentation),
     and under the Clothing1M protocol the same class-balanced 2 * num_batches * batch_size sample.
+    Resumable per epoch, as the warm-up (`training.resume`); the outputs are written at the end.
     """
     ws = Workspace.load(config, paths.prepared, paths.noisy)
     train = config.train
     net = ws.new_net(1)
     optimizer = make_optimizer(net, train)
-    losses = artifacts.RowBuffer("losses")  # typed Arrow batches, not Python lists (300 epochs: ~6 MB)
-    accs = []
-    progress = Progress("baseline", train.epochs, stream=stream)
-    for epoch in range(train.epochs):
-        rows = warmup_epoch(net, optimizer, ws, epoch, 1, conf_penalty=False)
-        rows["net"] = [0] * len(rows["net"])  # net 0: the baseline
-        losses.append(rows)
-        logits = ws.logits(net, ws.test_images)
-        acc = float((logits.argmax(1) == ws.test_labels).float().mean())
-        accs.append(acc)
+    inputs = data_inputs(paths, config.model.pretrained)
+    resume = Resume(paths.resume / "baseline", fingerprint(params, inputs, __name__))
+    start = restore_nets(resume.load(ws.device), {0: net}, {0: optimizer})
+    meta = {"params": params}
+    progress = Progress("baseline", train.epochs, initial=start, first_epoch=start, resumed=start > 0, stream=stream)
+    for epoch in range(start, train.epochs):
+        losses = warmup_epoch(net, optimizer, ws, epoch, 1, conf_penalty=False)
+        losses["net"] = [0] * len(losses["net"])  # net 0: the baseline
+        acc = float((ws.logits(net, ws.test_images).argmax(1) == ws.test_labels).float().mean())
+        resume.keep_rows("losses", epoch, "losses", losses, meta)
+        resume.keep_rows("epochs", epoch, "baseline_epochs", {"epoch": [epoch], "test_acc": [acc]}, meta)
+        resume.save_state(nets_state(resume.fingerprint, epoch, {0: net}, {0: optimizer}, None))
         progress.update(epoch, test_acc=acc)
     progress.close()
-    meta = {"params": params}
-    artifacts.write_table(paths.baseline / "losses.parquet", "losses", losses.table(), meta)
-    artifacts.write_table(
-        paths.baseline / "epochs.parquet", "baseline_epochs", {"epoch": list(range(train.epochs)), "test_acc": accs}, meta
-    )
-    return {"test_acc_last": accs[-1]}
+    last = train.epochs - 1
+    with atomic_dir(paths.baseline) as folder:  # whole or not at all, no stale file
+        artifacts.write_table(folder / "losses.parquet", "losses", resume.kept_rows("losses", last), meta)
+        artifacts.write_table(folder / "epochs.parquet", "baseline_epochs", resume.kept_rows("epochs", last), meta)
+    resume.clear()
+    return {"epochs": train.epochs}

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from dividemix import code_deps
-from dividemix.datasets.prepared import TRAIN_IMAGES
+from dividemix.datasets.prepared import META, TRAIN_IMAGES, VAL_IMAGES
 from dividemix.io import atomic_path, file_digest
 from dividemix.layout import Paths
 
@@ -36,22 +36,34 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     return torch.load(path, map_location=device, weights_only=True)
 
 
-def training_code_digest() -> dict[str, str]:
-    """The digest of every library file training runs. DVC reruns the stage when one changes; a
+def training_code_digest(module: str = TRAIN_MODULE) -> dict[str, str]:
+    """The digest of every library file `module` runs. DVC reruns a stage when one changes; a
     checkpoint made by other code must then not be resumed, or the old code's epochs would be
     kept under the new code's name."""
-    return code_deps.code_digest(TRAIN_MODULE)
+    return code_deps.code_digest(module)
+
+
+def fingerprint(params: dict[str, Any], inputs: dict[str, Path | None], module: str) -> dict[str, Any]:
+    """What a checkpoint is made from: the stage's parameters, its input files' digests and its
+    code (the closure of `module`). A checkpoint is resumed only if all of it is unchanged."""
+    digests = {name: file_digest(path) for name, path in inputs.items() if path is not None and path.exists()}
+    return {"params": params, **digests, "code": training_code_digest(module)}
+
+
+def data_inputs(paths: Paths, pretrained: str | None = None) -> dict[str, Path | None]:
+    """The prepared data and noisy labels every training stage reads (and `model.pretrained`)."""
+    return {
+        "noisy_labels": paths.noisy,
+        "train_images": paths.prepared / TRAIN_IMAGES,
+        "meta": paths.prepared / META,
+        "val_images": paths.prepared / VAL_IMAGES,
+        "pretrained": Path(pretrained) if pretrained else None,
+    }
 
 
 def train_fingerprint(params: dict[str, Any], paths: Paths) -> dict[str, Any]:
-    """What a train checkpoint was made from: resume only if all of it is unchanged."""
-    return {
-        "params": params,
-        "noisy_labels": file_digest(paths.noisy),
-        "train_images": file_digest(paths.prepared / TRAIN_IMAGES),
-        "warmup": file_digest(paths.warmup_checkpoint),
-        "code": training_code_digest(),
-    }
+    """What a train checkpoint was made from: the data, the warm-up checkpoint, the train code."""
+    return fingerprint(params, {**data_inputs(paths), "warmup": paths.warmup_checkpoint}, TRAIN_MODULE)
 
 
 def clear_epochs(folder: Path, after: int) -> None:

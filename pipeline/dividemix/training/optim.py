@@ -7,8 +7,6 @@ from torch import nn
 
 from dividemix.config import TrainConfig
 
-PARAMS = ("train.lr", "train.lr_drop_epoch", "train.momentum", "train.weight_decay")  # what this module reads
-
 
 def learning_rate(train: TrainConfig, epoch: int) -> float:
     """lr until `lr_drop_epoch`, then lr / 10 (the reference's step at epoch 150 of 300)."""

@@ -12,9 +12,6 @@ from dividemix.device import host_to_device
 from dividemix.seeds import SUBSET, numpy_rng
 from dividemix.training.workspace import Workspace
 
-# What an epoch's sampling reads: the batch size, and the Clothing1M protocol's sample size.
-PARAMS = ("train.batch_size", "train.protocol", "train.num_batches")
-
 
 def balanced_sample(labels: np.ndarray, num_samples: int, num_classes: int, rng: np.random.Generator) -> np.ndarray:
     """A class-balanced sample of the training set, as the reference's Clothing1M loader ('all').

@@ -9,6 +9,7 @@ same artifacts as an uninterrupted one.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from dividemix.training.checkpoint import (
 )
 from dividemix.training.dividemix_epoch import dividemix_epoch
 from dividemix.training.optim import make_optimizer
+from dividemix.training.resume import STATE, Resume, link_or_copy
 from dividemix.training.sampling import epoch_subset
 from dividemix.training.testing import BestValidation, ensemble_accuracy
 from dividemix.training.workspace import NETS, Workspace
@@ -47,9 +49,9 @@ def run_train(config: Config, paths: Paths, params: dict[str, Any], *, stream=No
     ws = Workspace.load(config, paths.prepared, paths.noisy)
     nets = {i: ws.new_net(i, pretrained=False) for i in NETS}  # weights come from a checkpoint
     optimizers = {i: make_optimizer(nets[i], train) for i in NETS}
-    fingerprint = train_fingerprint(params, paths)
+    resume = Resume(paths.resume / "train", train_fingerprint(params, paths))
 
-    start, history, best_state = restore(paths, ws, nets, optimizers, fingerprint)
+    start, history, best_state = restore(paths, ws, nets, optimizers, resume)
     best = BestValidation(ws, best_state) if ws.has_val else None
     for name in TRAIN_OUTPUTS:
         clear_epochs(paths.artifacts / name, start - 1)
@@ -57,7 +59,8 @@ def run_train(config: Config, paths: Paths, params: dict[str, Any], *, stream=No
     noisy = ws.noisy_labels.cpu().numpy()  # the division files' noisy_label column
     # co-divide: net k trains on the division its peer's losses made (ablation: on its own).
     source = {1: 2, 2: 1} if config.ablation.co_divide else {1: 1, 2: 2}
-    progress = Progress("train", train.epochs - train.warmup_epochs, initial=start - train.warmup_epochs, stream=stream)
+    progress = Progress("train", train.epochs - train.warmup_epochs, initial=start - train.warmup_epochs,
+                        first_epoch=start, resumed=start > train.warmup_epochs, stream=stream)
     if start > train.warmup_epochs:
         progress.note(f"resuming after epoch {start - 1} from {paths.train_checkpoint}")
     for epoch in range(start, train.epochs):
@@ -68,10 +71,11 @@ def run_train(config: Config, paths: Paths, params: dict[str, Any], *, stream=No
         val = best.update(nets) if best is not None else None
         labeled = {i: int(divisions[i].labeled.sum()) for i in NETS}
         epoch_rows = rows.epoch_row(epoch, "dividemix", accs, labeled, val)
-        write_epoch(paths, epoch, noisy, divisions, rows.merge_rows(rows1, rows2), epoch_rows, {"params": params})
+        written = write_epoch(paths, epoch, noisy, divisions, rows.merge_rows(rows1, rows2), epoch_rows,
+                              {"params": params})
         state = {
             "version": CHECKPOINT_VERSION,
-            "fingerprint": fingerprint,
+            "fingerprint": resume.fingerprint,
             "epoch": epoch,
             "nets": {str(i): nets[i].state_dict() for i in NETS},
             "optimizers": {str(i): optimizers[i].state_dict() for i in NETS},
@@ -80,9 +84,13 @@ def run_train(config: Config, paths: Paths, params: dict[str, Any], *, stream=No
         if best is not None:
             state["best_val"] = best.state()
         save_checkpoint(paths.train_checkpoint, state)
+        for path in written:
+            resume.keep(path, path.relative_to(paths.artifacts).as_posix())
+        resume.keep_state(paths.train_checkpoint)  # last: it commits the epoch
         progress.update(epoch, test_acc=accs[2], labeled_by_net1=labeled[1], labeled_by_net2=labeled[2])
         del divisions, rows1, rows2, state  # nothing of this epoch outlives it
     progress.close()
+    resume.clear()  # finished: the outputs (and DVC's cache) hold the run
     return {"epochs": train.epochs}
 
 
@@ -100,34 +108,48 @@ def divide_for(net, ws: Workspace, history: LossHistory, epoch: int, net_id: int
 def write_epoch(
     paths: Paths, epoch: int, noisy: np.ndarray, divisions: dict[int, Division], losses: dict, epoch_rows: dict,
     meta: dict,
-) -> None:
-    """The epoch's four artifacts, each written atomically into its per-epoch folder."""
+) -> list[Path]:
+    """The epoch's four artifacts, each written atomically into its per-epoch folder; their paths."""
     tables = {
         "divisions": rows.division_rows(epoch, divisions, noisy),
         "mixtures": rows.mixture_rows(epoch, divisions),
         "losses": losses,
         "epochs": epoch_rows,
     }
+    written = []
     for name, table in tables.items():
-        artifacts.write_table(artifacts.epoch_file(paths.artifacts / name, epoch), name, table, meta)
+        path = artifacts.epoch_file(paths.artifacts / name, epoch)
+        artifacts.write_table(path, name, table, meta)
+        written.append(path)
+    return written
 
 
-def restore(paths: Paths, ws: Workspace, nets: dict, optimizers: dict, fingerprint: dict) -> tuple[int, dict, dict | None]:
-    """Load the train checkpoint if it was made from the same inputs, else the warm-up checkpoint.
+def restore(paths: Paths, ws: Workspace, nets: dict, optimizers: dict, resume: Resume) -> tuple[int, dict, dict | None]:
+    """Continue the furthest run made from the same inputs (kept by `resume`, or the outputs'
+    own checkpoint), else start from the warm-up checkpoint.
 
     Returns the first epoch to run, each network's loss history and the best-validation state
     (None without one).
     """
     train = ws.config.train
+    kept = resume.load(ws.device)
+    published = None
     if paths.train_checkpoint.exists():
-        state = load_checkpoint(paths.train_checkpoint, ws.device)
-        if state.get("version") == CHECKPOINT_VERSION and state.get("fingerprint") == fingerprint:
-            for i in NETS:
-                nets[i].load_state_dict(state["nets"][str(i)])
-                optimizers[i].load_state_dict(state["optimizers"][str(i)])
-            history = {i: LossHistory(train.loss_history, [t.cpu() for t in state["history"][str(i)]]) for i in NETS}
-            return int(state["epoch"]) + 1, history, state.get("best_val")
-        paths.train_checkpoint.unlink()  # made from other inputs: start over
+        published = load_checkpoint(paths.train_checkpoint, ws.device)
+        if published.get("version") != CHECKPOINT_VERSION or published.get("fingerprint") != resume.fingerprint:
+            published = None
+            paths.train_checkpoint.unlink()  # made from other inputs: start over
+    if kept is not None and (published is None or kept["epoch"] > published["epoch"]):
+        put_back(paths, resume)  # DVC replaced the outputs (dvc exp run checks out the committed ones)
+        state = kept
+    else:
+        state = published
+    if state is not None:
+        for i in NETS:
+            nets[i].load_state_dict(state["nets"][str(i)])
+            optimizers[i].load_state_dict(state["optimizers"][str(i)])
+        history = {i: LossHistory(train.loss_history, [t.cpu() for t in state["history"][str(i)]]) for i in NETS}
+        return int(state["epoch"]) + 1, history, state.get("best_val")
     state = load_checkpoint(paths.warmup_checkpoint, ws.device)
     if state["epoch"] != train.warmup_epochs - 1:
         raise ValueError(
@@ -138,3 +160,11 @@ def restore(paths: Paths, ws: Workspace, nets: dict, optimizers: dict, fingerpri
         nets[i].load_state_dict(state["nets"][str(i)])
         optimizers[i].load_state_dict(state["optimizers"][str(i)])
     return train.warmup_epochs, {i: LossHistory(train.loss_history) for i in NETS}, state.get("best_val")
+
+
+def put_back(paths: Paths, resume: Resume) -> None:
+    """The kept epochs and checkpoint back in the outputs (later epochs are cleared by the caller)."""
+    for name in TRAIN_OUTPUTS:
+        for kept in resume.kept(name):
+            link_or_copy(resume.path(kept), paths.artifacts / kept)
+    link_or_copy(resume.path(STATE), paths.train_checkpoint)

@@ -14,12 +14,14 @@ from torch.nn import functional as F
 from dividemix import artifacts
 from dividemix.config import Config
 from dividemix.device import logits_of
+from dividemix.io import atomic_dir
 from dividemix.layout import Paths
 from dividemix.progress import Progress
 from dividemix.seeds import AUGMENT, ORDER, torch_generator
 from dividemix.training import rows
-from dividemix.training.checkpoint import CHECKPOINT_VERSION, save_checkpoint
+from dividemix.training.checkpoint import CHECKPOINT_VERSION, data_inputs, fingerprint, save_checkpoint
 from dividemix.training.optim import learning_rate, make_optimizer, set_lr
+from dividemix.training.resume import Resume
 from dividemix.training.sampling import batches, epoch_subset
 from dividemix.training.testing import BestValidation, ensemble_accuracy
 from dividemix.training.workspace import NETS, Workspace
@@ -92,36 +94,62 @@ def warmup_epoch(
 def run_warmup(config: Config, paths: Paths, params: dict[str, Any], *, stream=None) -> dict[str, Any]:
     """Warm up both networks for `warmup_epochs` epochs; write their checkpoint and per-step losses.
 
-    `params` (the keys the stage read, with values) is recorded in every output it writes.
+    Resumable per epoch (`training.resume`): each epoch's rows and the networks are kept until the
+    last epoch, then the outputs are written whole. `params` (the keys the stage read, with
+    values) is recorded in every output it writes.
     """
     ws = Workspace.load(config, paths.prepared, paths.noisy)
     train = config.train
     nets = {i: ws.new_net(i) for i in NETS}
     optimizers = {i: make_optimizer(nets[i], train) for i in NETS}
-    best = BestValidation(ws) if ws.has_val else None
-    # Rows of one file, kept as typed Arrow batches (about 50 bytes a step), not Python lists.
-    losses, epochs = artifacts.RowBuffer("losses"), artifacts.RowBuffer("epochs")
-    progress = Progress("warmup", train.warmup_epochs, stream=stream)
-    for epoch in range(train.warmup_epochs):
-        for i in NETS:  # net1 one full pass, then net2 one full pass
-            losses.append(warmup_epoch(nets[i], optimizers[i], ws, epoch, i, conf_penalty=train.conf_penalty))
+    inputs = data_inputs(paths, config.model.pretrained)
+    resume = Resume(paths.resume / "warmup", fingerprint(params, inputs, __name__))
+    kept = resume.load(ws.device)
+    start = restore_nets(kept, nets, optimizers)
+    best = BestValidation(ws, kept.get("best_val") if kept else None) if ws.has_val else None
+    meta = {"params": params}
+    progress = Progress("warmup", train.warmup_epochs, initial=start, first_epoch=start, resumed=start > 0, stream=stream)
+    for epoch in range(start, train.warmup_epochs):
+        # net1 one full pass, then net2 one full pass
+        losses = rows.merge_rows(*(warmup_epoch(nets[i], optimizers[i], ws, epoch, i, conf_penalty=train.conf_penalty)
+                                   for i in NETS))
         accs = ensemble_accuracy([nets[1], nets[2]], ws)
         val = best.update(nets) if best is not None else None
-        epochs.append(rows.epoch_row(epoch, "warmup", accs, None, val))
+        resume.keep_rows("losses", epoch, "losses", losses, meta)
+        resume.keep_rows("epochs", epoch, "epochs", rows.epoch_row(epoch, "warmup", accs, None, val), meta)
+        resume.save_state(nets_state(resume.fingerprint, epoch, nets, optimizers, best))
         progress.update(epoch, test_acc=accs[2])
     progress.close()
 
-    meta = {"params": params}
-    artifacts.write_table(paths.warmup_artifacts / "losses.parquet", "losses", losses.table(), meta)
-    artifacts.write_table(paths.warmup_artifacts / "epochs.parquet", "epochs", epochs.table(), meta)
+    last = train.warmup_epochs - 1
+    with atomic_dir(paths.warmup_artifacts) as folder:  # whole or not at all, no stale file
+        for name in ("losses", "epochs"):
+            artifacts.write_table(folder / f"{name}.parquet", name, resume.kept_rows(name, last), meta)
+    state = nets_state(resume.fingerprint, last, nets, optimizers, best)
+    save_checkpoint(paths.warmup_checkpoint, {**state, "params": params})
+    resume.clear()
+    return {"epochs": train.warmup_epochs}
+
+
+def restore_nets(kept: dict[str, Any] | None, nets: dict, optimizers: dict) -> int:
+    """Load a kept checkpoint's networks and optimisers; the first epoch to run (0 without one)."""
+    if kept is None:
+        return 0
+    for i in nets:
+        nets[i].load_state_dict(kept["nets"][str(i)])
+        optimizers[i].load_state_dict(kept["optimizers"][str(i)])
+    return int(kept["epoch"]) + 1
+
+
+def nets_state(fingerprint: dict, epoch: int, nets: dict, optimizers: dict, best: BestValidation | None) -> dict:
+    """A checkpoint of networks and optimisers after `epoch` (and the best-validation state)."""
     state = {
         "version": CHECKPOINT_VERSION,
-        "params": params,
-        "epoch": train.warmup_epochs - 1,
-        "nets": {str(i): nets[i].state_dict() for i in NETS},
-        "optimizers": {str(i): optimizers[i].state_dict() for i in NETS},
+        "fingerprint": fingerprint,
+        "epoch": epoch,
+        "nets": {str(i): net.state_dict() for i, net in nets.items()},
+        "optimizers": {str(i): optimizer.state_dict() for i, optimizer in optimizers.items()},
     }
     if best is not None:
         state["best_val"] = best.state()
-    save_checkpoint(paths.warmup_checkpoint, state)
-    return {"test_acc": accs[2]}
+    return state

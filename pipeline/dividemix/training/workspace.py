@@ -25,11 +25,6 @@ from dividemix.models import build_model
 from dividemix.seeds import INIT, derived_seed
 
 NETS = (1, 2)
-# The parameters a Workspace and its networks read (part of every training stage's PARAMS).
-PARAMS = (
-    "data.dataset", "model.arch", "train.seed", "train.device", "train.amp", "train.channels_last", "train.compile",
-    "train.eval_batch_size", "ablation.augmentation",
-)
 
 
 def build_net(
