@@ -1,4 +1,6 @@
-"""DVC stage `evaluate`: judge the run against the truth; write metrics and the data of `dvc plots`.
+"""DVC stage `evaluate`: judge the run against the truth; write the metrics and the division plot's data.
+
+(The accuracy curves are the training stages' own DVCLive logs.)
 
 The only stage (with `report`) that reads the true training labels.
 """
@@ -18,7 +20,6 @@ def body(config, params, paths):
     curves = evaluation.accuracy_curves(run)
     quality = evaluation.division_quality(run, clean)
     metrics = evaluation.summary_metrics(curves, quality, clean)
-    write_text_atomic(paths.plots / "accuracy.csv", curves.drop(columns="phase").to_csv(index=False))
     write_text_atomic(paths.plots / "division.csv", evaluation.division_plot_table(quality).to_csv(index=False))
     write_json_atomic(paths.metrics, metrics, sort_keys=False)  # the paper's headline first
     print("[evaluate] " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))

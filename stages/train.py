@@ -4,6 +4,7 @@ A killed run resumes from its last finished epoch (`training.resume`); the libra
 epochs of a run made from other inputs.
 """
 
+from dividemix.live import LiveLog
 from dividemix.stage import run_stage
 from dividemix.training.keys import OPTIMISER, SAMPLING, WORKSPACE
 
@@ -22,13 +23,13 @@ PARAMS = [
     "ablation.co_guessing",
     "ablation.ensemble_test",
 ]
-PATHS = ["prepared", "noisy", "warmup_checkpoint", "train_checkpoint", "artifacts", "resume"]
+PATHS = ["prepared", "noisy", "warmup_checkpoint", "train_checkpoint", "artifacts", "resume", "live"]
 
 
 def body(config, params, paths):
     from dividemix.training.train import run_train  # inside: after run_stage's signal handlers
 
-    run_train(config, paths, params)
+    run_train(config, paths, params, live=LiveLog(paths.live / "train"))
 
 
 if __name__ == "__main__":

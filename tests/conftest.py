@@ -140,7 +140,7 @@ def stages_run(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([\w-]+)'", output))
 
 
-OUTPUT_FOLDERS = ("artifacts", "checkpoints", "metrics", "report", "data", "plots")
+OUTPUT_FOLDERS = ("artifacts", "checkpoints", "metrics", "report", "data", "plots", "live")
 
 
 def checksums(root: Path) -> dict[str, str]:
@@ -169,6 +169,7 @@ def tiny_run(tmp_path_factory) -> Path:
     from dividemix.config import parse_config, select
     from dividemix.datasets.registry import SPECS
     from dividemix.io import write_json_atomic
+    from dividemix.live import LiveLog
     from dividemix.noise import noisy_label_file
     from dividemix.training.baseline import run_baseline
     from dividemix.training.train import run_train
@@ -181,7 +182,7 @@ def tiny_run(tmp_path_factory) -> Path:
     summary = noisy_label_file(dataset="digits", prepared=paths.prepared, out=paths.noisy, mode="sym", rate=0.5, seed=1)
     write_json_atomic(paths.noise_summary, summary)  # as the noise stage does
     # Each stage records the parameters it reads, as the stage scripts do under `dvc repro`.
-    run_warmup(config, paths, select(config, stage_params("warmup")))
-    run_train(config, paths, select(config, stage_params("train")))
-    run_baseline(config, paths, select(config, stage_params("baseline")))
+    run_warmup(config, paths, select(config, stage_params("warmup")), live=LiveLog(paths.live / "warmup"))
+    run_train(config, paths, select(config, stage_params("train")), live=LiveLog(paths.live / "train"))
+    run_baseline(config, paths, select(config, stage_params("baseline")), live=LiveLog(paths.live / "baseline"))
     return root

@@ -45,14 +45,15 @@ def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float 
 def start_server(home: Path) -> tuple[subprocess.Popen, str, Path]:
     port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
-    env.update(QUIET, PREFECT_HOME=str(home))
+    url = f"http://127.0.0.1:{port}/api"
+    # the UI asks its API at port 4200 unless told otherwise (docs/prefect.md)
+    env.update(QUIET, PREFECT_HOME=str(home), PREFECT_UI_API_URL=url)
     log = home / "server.log"
     with open(log, "w") as out:
         process = subprocess.Popen(
             [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
-    url = f"http://127.0.0.1:{port}/api"
     try:
         wait_healthy(url, process, log)
     except BaseException:

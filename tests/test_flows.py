@@ -89,7 +89,8 @@ def first_run(prefect_api, dvc_environment, tiny_run, tmp_path_factory):
     from dividemix_flows.pipeline import dividemix_pipeline
 
     root = make_repo(tmp_path_factory.mktemp("flow") / "project", tiny_params())
-    for part in ("data", "metrics", "checkpoints/warmup", "artifacts/warmup", "artifacts/baseline"):
+    for part in ("data", "metrics", "checkpoints/warmup", "artifacts/warmup", "artifacts/baseline", "live/warmup",
+                 "live/baseline"):
         shutil.copytree(tiny_run / part, root / part)
     dvc(root, "commit", "-f", *PREPARED_STAGES)
     state = dividemix_pipeline(repo=str(root), return_state=True)
@@ -266,43 +267,6 @@ def test_failing_stage_fails_the_flow_with_its_message_and_rerun_uses_the_cache(
     assert again.result() == {stage: "cached" for stage in STAGES}
 
 
-def test_serve_creates_a_deployment_with_the_cron_schedule(first_run, prefect_api):
-    root, _ = first_run
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dividemix"), "serve", "--repo", str(root), "--cron", "0 3 * * *",
-         "--name", "test-nightly"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )
-
-    async def deployment():
-        from prefect import get_client
-        from prefect.exceptions import ObjectNotFound
-
-        async with get_client() as client:
-            try:
-                return await client.read_deployment_by_name("dividemix/test-nightly")
-            except ObjectNotFound:
-                return None
-
-    try:
-        deadline, found = time.monotonic() + 90, None
-        while found is None and time.monotonic() < deadline:
-            assert server.poll() is None, server.stdout.read()
-            found = _run(deployment())
-            time.sleep(0.5)
-        assert found is not None, "no deployment after 90 s"
-        assert [s.schedule.cron for s in found.schedules] == ["0 3 * * *"]
-        assert all(s.active for s in found.schedules)
-        assert found.parameters == {"repo": str(root)}
-    finally:
-        os.killpg(server.pid, signal.SIGINT)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-
-
 @pytest.fixture(scope="module")
 def committed_repo(first_run, dvc_environment):
     """The flow's repository with its code, parameters and dvc.lock committed (experiments need a commit)."""
@@ -356,3 +320,90 @@ def test_failing_sweep_point_does_not_stop_the_others(committed_repo, dvc_enviro
     assert "1 of 2 points finished; failed: dev-2-cuda" in out
     experiments = _experiments(committed_repo, dvc_environment)
     assert "dev-1-cpu" in experiments and "dev-2-cuda" not in experiments
+
+
+# --- the served deployment: schedule, custom runs, the UI -----------------------------------------
+DEPLOYMENT = "dividemix/test-nightly"
+
+
+@pytest.fixture(scope="module")
+def served(committed_repo, prefect_api):
+    """`dividemix serve` running for the rest of the module: the deployment it serves."""
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dividemix"), "serve", "--repo", str(committed_repo), "--cron", "0 3 * * *",
+         "--name", DEPLOYMENT.split("/")[1]],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env={**os.environ, "PREFECT_RUNNER_POLL_FREQUENCY": "1"},  # pick runs up within a second, not 10
+    )
+
+    async def deployment():
+        from prefect import get_client
+        from prefect.exceptions import ObjectNotFound
+
+        async with get_client() as client:
+            try:
+                return await client.read_deployment_by_name(DEPLOYMENT)
+            except ObjectNotFound:
+                return None
+
+    try:
+        deadline, found = time.monotonic() + 120, None
+        while found is None and time.monotonic() < deadline:
+            assert server.poll() is None, server.stdout.read()
+            found = _run(deployment())
+            time.sleep(0.5)
+        assert found is not None, "no deployment after 120 s"
+        yield found
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def test_serve_creates_a_deployment_with_the_cron_schedule(served, committed_repo):
+    assert [s.schedule.cron for s in served.schedules] == ["0 3 * * *"]
+    assert all(s.active for s in served.schedules)
+    assert served.parameters == {"repo": str(committed_repo)}  # the schedule's runs: no overrides
+    # the UI's custom run form: the repository and the overrides (a mapping of dotted keys)
+    assert {"repo", "overrides"} <= set(served.parameter_openapi_schema["properties"])
+
+
+def test_a_custom_run_is_an_experiment_and_leaves_the_workspace_alone(served, committed_repo, dvc_environment):
+    from prefect.deployments import run_deployment
+
+    before = (committed_repo / "params.yaml").read_bytes()
+    run = run_deployment(DEPLOYMENT, parameters={"overrides": {"train.lambda_u": 5.0}}, timeout=900, poll_interval=1)
+    assert run.state.is_completed(), run.state.message
+    assert (committed_repo / "params.yaml").read_bytes() == before  # the workspace untouched
+    name = run.name  # the experiment is named after the flow run
+    data = _experiments(committed_repo, dvc_environment)[name]
+    assert data["params"]["params.yaml"]["data"]["train"]["lambda_u"] == 5.0
+    assert 0.0 <= data["metrics"]["metrics/eval.json"]["data"]["test_acc_best"] <= 1.0
+    by_key = {artifact.key: artifact for artifact in _run(_artifacts(run.id))}
+    assert name in by_key["dividemix-experiment"].data and "dvc exp apply" in by_key["dividemix-experiment"].data
+    assert "test_acc_best" in by_key["dividemix-experiment-metrics"].data
+    assert by_key["dividemix-report"].data.startswith("# DivideMix on digits")
+    assert (committed_repo / ".dividemix/experiments" / name / "index.html").is_file()  # the link's target
+
+    bad = run_deployment(DEPLOYMENT, parameters={"overrides": {"noise.rate": 1.5}}, timeout=300, poll_interval=1)
+    assert bad.state.is_failed()
+    assert "noise.rate: Input should be less than or equal to 1 (got 1.5)" in bad.state.message, bad.state.message
+    assert name in _experiments(committed_repo, dvc_environment)  # (and no new experiment for the bad one)
+
+
+def test_the_ui_offers_a_custom_run_with_the_overrides(served, prefect_api, tmp_path):
+    """The deployment's "Custom run" page in headless Chromium: it renders, with the parameters."""
+    from browser import CHROMIUM, PNG_SIGNATURE, check_page, keep_screenshot
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (`make browser`)")
+    url = f"{prefect_api.removesuffix('/api')}/deployments/deployment/{served.id}/run"
+    dict_choice = "[...document.querySelectorAll('button')].find(b => b.innerText.trim() === 'dict').click()"
+    check = check_page(url, tmp_path / "chrome", ready="document.body.innerText.includes('overrides')",
+                       then=(dict_choice,), width=1400)
+    assert check.screenshot.startswith(PNG_SIGNATURE)
+    assert not [e for e in check.errors if "favicon" not in e], check.errors
+    keep_screenshot(check, tmp_path, "prefect-custom-run.png")  # docs/prefect.md shows it

@@ -61,8 +61,17 @@ def test_repro_writes_every_artifact_with_its_schema(repro_repo: Path):
     for key, value in metrics.items():
         assert 0.0 <= value <= 1.0, key
     assert abs(metrics["noise_rate_actual"] - 0.45) < 0.03  # 50% sym noise keeps 1/10 of the picked labels
-    accuracy = pd.read_csv(repro_repo / "plots/accuracy.csv")
-    assert list(accuracy["epoch"]) == list(range(TINY_PARAMS["train"]["epochs"]))
+    # DVCLive's per-epoch histories: warm-up, then training, each epoch once; the baseline's every epoch
+    warm = pd.read_csv(repro_repo / "live/warmup/plots/metrics/test_acc/ensemble.tsv", sep="\t")
+    trained = pd.read_csv(repro_repo / "live/train/plots/metrics/test_acc/ensemble.tsv", sep="\t")
+    assert list(warm["step"]) + list(trained["step"]) == list(range(TINY_PARAMS["train"]["epochs"]))
+    baseline = pd.read_csv(repro_repo / "live/baseline/plots/metrics/test_acc.tsv", sep="\t")
+    assert list(baseline["step"]) == list(range(TINY_PARAMS["train"]["epochs"]))
+    live = json.loads((repro_repo / "live/train/metrics.json").read_text())
+    epochs = artifacts.read_table(repro_repo / "artifacts/epochs", "epochs")
+    assert live["step"] == 3 and live["test_acc"]["ensemble"] == epochs["test_acc_ensemble"].iloc[-1]
+    assert live["labeled"]["by_net1"] == epochs["labeled_by_net1"].iloc[-1]
+    assert not (repro_repo / "plots/accuracy.csv").exists()  # DVCLive's histories replaced it
     assert (repro_repo / "report/index.html").exists() and (repro_repo / "report/report.md").exists()
     shown = dvc(repro_repo, "metrics", "show", "--json")
     assert "test_acc_best" in shown.stdout
@@ -77,6 +86,19 @@ def test_repro_matches_the_library_run_bit_for_bit(repro_repo: Path, tiny_run: P
     clean = clean_mask(tiny_run / "data/prepared", tiny_run / "data/noisy/labels.parquet")
     metrics = summary_metrics(accuracy_curves(run), division_quality(run, clean), clean)
     assert metrics == json.loads((repro_repo / "metrics/eval.json").read_text())
+
+
+def test_dvc_plots_name_their_axes_and_count_whole_epochs(repro_repo: Path):
+    """`dvc plots show`: a title and both axis labels per plot (not DVC's default "y"), whole-epoch
+    ticks (the `epochs` template in .dvc/plots)."""
+    shown = json.loads(dvc(repro_repo, "plots", "show", "--json").stdout)["data"]
+    assert set(shown) == {"test accuracy", "test accuracy of each network", "division AUC", "labeled set size"}
+    for name, (plot,) in shown.items():
+        spec = plot["content"]
+        assert spec["title"]["text"] and spec["encoding"]["x"]["title"] == "epoch", name
+        assert spec["data"]["values"], name  # it found its data (DVCLive's histories, evaluate's CSV)
+        assert spec["encoding"]["y"]["title"] not in ("", "y"), name
+        assert spec["encoding"]["x"]["axis"] == {"format": "d", "tickMinStep": 1}, name
 
 
 def test_second_repro_is_a_no_op(repro_repo: Path):

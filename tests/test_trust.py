@@ -5,6 +5,7 @@ refused `dvc exp run` (which checks out the committed outputs first).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -27,7 +28,7 @@ def committed(tiny_run: Path, tmp_path_factory) -> Path:
     """A repository whose last commit holds a finished tiny run (the tiny run's outputs, committed
     to DVC as the stages would write them, then evaluate and report run by `dvc repro`)."""
     root = make_repo(tmp_path_factory.mktemp("trust") / "project", TINY_PARAMS)
-    for part in ("data", "checkpoints", "artifacts", "metrics"):
+    for part in ("data", "checkpoints", "artifacts", "metrics", "live"):
         shutil.copytree(tiny_run / part, root / part)
     dvc(root, "commit", "-f", "download", "noise", "warmup", "baseline", "train")
     dvc(root, "repro")
@@ -133,14 +134,23 @@ def checkpoint_epoch(path: Path) -> int:
         return -1
 
 
+def live_step(root: Path) -> int:
+    """The last epoch DVCLive has logged for train (-1: none yet, or mid-write)."""
+    try:
+        return int(json.loads((root / "live/train/metrics.json").read_text())["step"])
+    except (FileNotFoundError, ValueError, KeyError):
+        return -1
+
+
 def start_and_stop(root: Path, command: list[str], after_epoch: int, sig: int, *, group: bool) -> tuple[str, list[int]]:
-    """Start `command`, send `sig` once the kept train checkpoint holds `after_epoch`, to its whole
-    process group (a Ctrl-C in a terminal) or to it alone: (its output, its children's pids then)."""
+    """Start `command`, send `sig` once train has committed and logged `after_epoch` (the kept
+    checkpoint, then DVCLive), to its whole process group (a Ctrl-C in a terminal) or to it alone:
+    (its output, its children's pids then)."""
     process = subprocess.Popen(command, cwd=root, env=dvc_env(root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, start_new_session=True)
     kept = root / ".dividemix/resume/train/state.pt"
     deadline = time.monotonic() + 300
-    while checkpoint_epoch(kept) < after_epoch:
+    while checkpoint_epoch(kept) < after_epoch or live_step(root) < after_epoch:
         assert process.poll() is None and time.monotonic() < deadline, "train ended before it could be stopped"
         time.sleep(0.05)
     children = [int(pid) for pid in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()]
@@ -169,13 +179,26 @@ def reference_run(tiny_run: Path, dest: Path, params: dict) -> Path:
     return dest
 
 
+def live_steps(root: Path, name: str = "test_acc/ensemble") -> list[int]:
+    """The epochs DVCLive's history of `name` holds (live/train), in file order."""
+    lines = (root / f"live/train/plots/metrics/{name}.tsv").read_text().splitlines()
+    return [int(line.split("\t")[0]) for line in lines[1:]]
+
+
+def workspace_live_step(root: Path) -> int:
+    """The epoch `dvc exp show` shows for the workspace (live/train/metrics.json)."""
+    shown = json.loads(dvc(root, "exp", "show", "--json").stdout)
+    return shown[0]["data"]["metrics"]["live/train/metrics.json"]["data"]["step"]
+
+
 def test_a_stopped_run_says_where_it_stood_and_resumes_to_the_same_results(committed: Path, tiny_run: Path, tmp_path):
     """Ctrl-C (SIGINT to the process group), a refused `dvc exp run` (DVC checks out the committed
-    outputs first), SIGTERM to `dvc repro` alone: after each, `dvc repro` resumes, and the run ends
-    with exactly the artifacts of an uninterrupted one. (SIGKILL: tests/test_live.py.)"""
+    outputs first), SIGKILL, SIGTERM to `dvc repro` alone: after each, `dvc repro` resumes; DVCLive
+    shows the epochs done and ends with each epoch logged once; the run ends with exactly the
+    artifacts of an uninterrupted one."""
     from test_pipeline import assert_same_artifacts
 
-    params = tiny_params(**{"train.epochs": 5, "train.lr_drop_epoch": 4})
+    params = tiny_params(**{"train.epochs": 7, "train.lr_drop_epoch": 4})
     write_params(committed / "params.yaml", params)
     try:
         output, _ = start_and_stop(committed, ["dvc", "repro", "train"], 2, signal.SIGINT, group=True)
@@ -187,15 +210,23 @@ def test_a_stopped_run_says_where_it_stood_and_resumes_to_the_same_results(commi
         assert result.returncode != 0 and "train.lamda_u" in result.stderr
         write_params(committed / "params.yaml", params)  # (dvc exp run left its -S in params.yaml)
 
-        output, stage = start_and_stop(committed, ["dvc", "repro", "train"], 3, signal.SIGTERM, group=False)
-        wait_gone(stage)  # the stage stops by itself: its parent, DVC, is gone (the parent-death signal)
+        # Killed after its third DivideMix epoch (2, 3, 4): dvc exp show and DVCLive's files show them.
+        output, _ = start_and_stop(committed, ["dvc", "repro", "train"], 4, signal.SIGKILL, group=True)
         assert "resuming after epoch 2" in output, output  # from the kept progress, past DVC's checkout
-        assert "train: interrupted during epoch 4; `dvc repro` resumes after epoch 3" in output, output
+        assert workspace_live_step(committed) == 4 and live_steps(committed) == [2, 3, 4]
+
+        output, stage = start_and_stop(committed, ["dvc", "repro", "train"], 5, signal.SIGTERM, group=False)
+        wait_gone(stage)  # the stage stops by itself: its parent, DVC, is gone (the parent-death signal)
+        assert "resuming after epoch 4" in output, output
+        assert "train: interrupted during epoch 6; `dvc repro` resumes after epoch 5" in output, output
         assert "Traceback" not in output
 
         final = dvc(committed, "repro", "train")  # (DVC drops its dead predecessor's lock entries itself)
-        assert "resuming after epoch 3" in final.stdout + final.stderr
+        assert "resuming after epoch 5" in final.stdout + final.stderr
         assert not (committed / ".dividemix/resume/train").exists()  # finished: nothing kept
+        for name in ("test_acc/ensemble", "labeled/by_net1", "lr"):  # every epoch exactly once
+            assert live_steps(committed, name) == [2, 3, 4, 5, 6], name
+        assert workspace_live_step(committed) == 6
         assert_same_artifacts(committed, reference_run(tiny_run, tmp_path / "reference", params), train_only=True)
     finally:
         restore(committed)

@@ -250,16 +250,29 @@ def _describe(error: dict[str, Any], section_path: tuple[Any, ...]) -> str:
 
 
 def parse_config(raw: Any, *, source: str = "params") -> Config:
-    """Validate a nested mapping (as read from params.yaml) into a `Config`."""
+    """Validate a nested mapping (as read from params.yaml) into a `Config`; the first problem
+    raises `ConfigError` (one line)."""
+    errors = config_errors(raw, source=source)
+    if errors:
+        raise ConfigError(errors[0])
+    return Config.model_validate(raw or {})
+
+
+def config_errors(raw: Any, *, source: str = "params") -> list[str]:
+    """Every problem of a nested mapping, one line each naming the key (empty: valid).
+
+    Checks across sections (`model_validator`s) run only once every key is valid on its own, so
+    a list can name several keys at once but never a consequence of an earlier error.
+    """
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(raw).__name__}")
+        return [f"{source}: the top level must be a mapping of sections, got {type(raw).__name__}"]
     try:
-        return Config.model_validate(raw)
+        Config.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(f"{source}: {_describe(first, tuple(first['loc']))}") from None
+        return [f"{source}: {_describe(error, tuple(error['loc']))}" for error in exc.errors()]
+    return []
 
 
 def load_config(path: str | Path = "params.yaml") -> Config:

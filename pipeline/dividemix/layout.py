@@ -28,6 +28,7 @@ DIVISION_PLOT = f"{PLOTS}/division.csv"
 REPORT = "report"
 REPORT_MD = f"{REPORT}/report.md"
 REPORT_HTML = f"{REPORT}/index.html"
+LIVE = "live"  # DVCLive's folder of each training stage: live/warmup, live/baseline, live/train
 RESUME = ".dividemix/resume"  # each training stage's kept progress (training.resume): not a DVC output
 
 
@@ -50,6 +51,7 @@ class Paths:
     plots: Path | None = None  # the data of `dvc plots`
     report: Path | None = None  # index.html, report.md, figures/
     resume: Path | None = None  # the training stages' kept progress, one folder each (training.resume)
+    live: Path | None = None  # the training stages' DVCLive metrics, one folder each (live.LiveLog)
 
     @classmethod
     def layout(cls, root: Path) -> "Paths":
@@ -61,6 +63,6 @@ class Paths:
             "prepared": PREPARED, "noisy": NOISY_LABELS, "noise_summary": NOISE_SUMMARY,
             "warmup_checkpoint": WARMUP_CHECKPOINT, "warmup_artifacts": WARMUP_ARTIFACTS,
             "baseline": BASELINE_ARTIFACTS, "train_checkpoint": TRAIN_CHECKPOINT, "artifacts": ARTIFACTS,
-            "metrics": EVAL_METRICS, "plots": PLOTS, "report": REPORT, "resume": RESUME,
+            "metrics": EVAL_METRICS, "plots": PLOTS, "report": REPORT, "resume": RESUME, "live": LIVE,
         }
         return cls(**{field.name: Path(root) / relative[field.name] for field in fields(cls)})

@@ -12,10 +12,10 @@ import argparse
 import os
 import sys
 
-from dividemix_cli import audit, flows, presets
+from dividemix_cli import audit, flows, presets, sweep, table
 from dividemix_cli.errors import CliError
 
-GROUPS = (flows, audit, presets)
+GROUPS = (flows, sweep, table, audit, presets)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,10 +23,22 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dividemix",
         description="DivideMix pipeline: run it through Prefect, audit its divisions, apply paper presets.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.register(subparsers)
     return parser
+
+
+def version() -> str:
+    """The installed distribution's version (pyproject.toml's), without importing the library."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("dividemix-pipeline")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""`dividemix run | serve | sweep`: the pipeline through Prefect (dividemix_flows).
+"""`dividemix run | serve`: the pipeline through Prefect (dividemix_flows).
 
 `dvc repro` stays the plain way to run the pipeline; these commands put Prefect on top: a flow
 run with one task per DVC stage (run), a deployment on a cron schedule served from this machine
@@ -10,8 +10,6 @@ point PREFECT_API_URL at a running `prefect server start` to keep the runs and s
 from __future__ import annotations
 
 import argparse
-import re
-import time
 from pathlib import Path
 
 from dividemix_cli.errors import CliError
@@ -24,6 +22,11 @@ def register(subparsers) -> None:
         "DVC decides what is up to date (those tasks end 'Cached'), the rest run with dvc repro --single-item.",
     )
     _repo_argument(run)
+    run.add_argument(
+        "-S", "--set-param", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="run as a DVC experiment with this parameter changed (repeatable), as `dvc exp run -S`: in "
+        "DVC's temporary copy of the repository, the workspace untouched",
+    )
     run.set_defaults(func=run_command)
 
     serve = subparsers.add_parser(
@@ -36,34 +39,6 @@ def register(subparsers) -> None:
     serve.add_argument("--name", default="nightly", help="deployment name (default: nightly)")
     serve.add_argument("--timezone", default=None, help="IANA time zone of the schedule (default: UTC)")
     serve.set_defaults(func=serve_command)
-
-    sweep = subparsers.add_parser(
-        "sweep", help="run a grid of parameter settings as DVC experiments, N at a time",
-        description="Run every combination of the --set values as a DVC experiment (dvc exp run --temp: "
-        "each point in its own temporary workspace) through a Prefect task runner; compare with dvc exp show.",
-    )
-    _repo_argument(sweep)
-    sweep.add_argument(
-        "--set", dest="sets", action="append", default=[], metavar="KEY=V1,V2,...",
-        help="a parameter of params.yaml and its values (repeatable; the grid is the product), e.g. noise.rate=0.2,0.5,0.8",
-    )
-    sweep.add_argument("-j", "--jobs", type=int, default=1, help="points run at once (default: 1)")
-    sweep.add_argument(
-        "--address", default=None,
-        help="scheduler of an existing Dask cluster (tcp://HOST:8786): points run on its workers "
-        "(prefect_dask.DaskTaskRunner); default: local dvc processes",
-    )
-    sweep.add_argument(
-        "--worker-repo", default=None,
-        help="with --address: the clone of this repository on the workers (default: the same path as --repo)",
-    )
-    sweep.add_argument(
-        "--push", default=None, metavar="GIT_REMOTE",
-        help="each finished point is sent with dvc exp push GIT_REMOTE (and its outputs to the DVC remote); "
-        "the sweep then pulls them here (for workers on other machines)",
-    )
-    sweep.add_argument("--name", default=None, help="experiment name prefix (default: sweep-YYYYMMDD-HHMMSS)")
-    sweep.set_defaults(func=sweep_command)
 
 
 def _repo_argument(parser: argparse.ArgumentParser) -> None:
@@ -79,12 +54,41 @@ def _repo(path: str) -> Path:
 
 def run_command(args: argparse.Namespace) -> int:
     repo = _repo(args.repo)
+    overrides = parse_overrides(args.overrides)
     from dividemix_flows.pipeline import dividemix_pipeline
 
+    if overrides:  # refused before any flow starts, one line per problem
+        from dividemix_flows.experiments import git_head, override_errors
+
+        errors = override_errors(repo / "params.yaml", overrides)
+        if errors:
+            raise CliError("; ".join(errors))
+        git_head(repo)
+        result = dividemix_pipeline(repo=str(repo), overrides=overrides)
+        figures = " ".join(f"{key}={value:.4f}" for key, value in (result["metrics"] or {}).items()
+                           if isinstance(value, float))
+        print(f"dividemix run: experiment {result['experiment']} ({figures}); dvc exp show lists it")
+        return 0
     outcome = dividemix_pipeline(repo=str(repo))  # a failing stage raises StageFailed (one line)
     ran = [stage for stage, status in outcome.items() if status == "ran"]
     print(f"dividemix run: {len(ran)} stage(s) ran ({', '.join(ran) or 'none'}), {len(outcome) - len(ran)} cached")
     return 0
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """`-S key=value` items as typed values, as `dvc exp run -S` types them (Hydra's grammar)."""
+    from dividemix_flows.grid import KEY, typed_value
+
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not KEY.match(key.strip()):
+            raise CliError(f"-S {item!r}: expected SECTION.NAME=VALUE, e.g. -S noise.rate=0.8")
+        try:
+            overrides[key.strip()] = typed_value(key.strip(), value)
+        except ValueError as exc:
+            raise CliError(str(exc).replace("--set", "-S")) from None
+    return overrides
 
 
 def check_cron(expression: str) -> str:
@@ -128,47 +132,3 @@ def serve_command(args: argparse.Namespace) -> int:
         entrypoint_type=EntrypointType.MODULE_PATH,
     )
     return 0
-
-
-def sweep_command(args: argparse.Namespace) -> int:
-    repo = _repo(args.repo)
-    if args.jobs < 1:
-        raise CliError(f"-j {args.jobs}: the number of points run at once must be at least 1")
-    if args.address is not None and not args.address.startswith(("tcp://", "tls://", "ws://", "wss://")):
-        raise CliError(f"--address {args.address!r}: expected a Dask scheduler address such as tcp://HOST:8786")
-    if args.worker_repo and not args.address:
-        raise CliError("--worker-repo applies to --address only (locally, points run in --repo)")
-    # The prefix becomes part of each experiment's Git ref: refuse it here, not once per point.
-    if args.name is not None and (not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.name) or ".." in args.name):
-        raise CliError(f"--name {args.name!r}: letters, digits, '.', '_' and '-' only (it names Git refs)")
-    from dividemix_flows.grid import grid_points, parse_grid, point_name, validate_points
-
-    points = grid_points(parse_grid(args.sets))
-    validate_points(repo / "params.yaml", points)
-    prefix = args.name or time.strftime("sweep-%Y%m%d-%H%M%S")
-    names = [point_name(prefix, index, point) for index, point in enumerate(points, start=1)]
-
-    from dividemix_flows.sweep import dividemix_sweep, format_summary, git_head
-
-    git_head(repo)  # a commit is needed before anything starts
-    if args.address:
-        from prefect.settings import PREFECT_API_URL
-        from prefect_dask import DaskTaskRunner
-
-        if not PREFECT_API_URL.value():
-            raise CliError(
-                "--address: set PREFECT_API_URL to a Prefect server the Dask workers can reach "
-                "(prefect server start --host 0.0.0.0); a temporary server lives in this process only"
-            )
-
-        runner = DaskTaskRunner(address=args.address)
-    else:
-        from prefect.task_runners import ThreadPoolTaskRunner
-
-        runner = ThreadPoolTaskRunner(max_workers=args.jobs)
-    summary = dividemix_sweep.with_options(task_runner=runner)(
-        repo=str(repo), points=points, names=names, jobs=args.jobs,
-        worker_repo=args.worker_repo, push=args.push,
-    )
-    print(format_summary(summary))
-    return 1 if summary["failed"] else 0

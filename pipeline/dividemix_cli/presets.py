@@ -51,6 +51,8 @@ def register(subparsers) -> None:
                        help="the parameter file the presets are validated against (default params.yaml)")
     queue.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                        help="one more dotted key for every queued experiment (e.g. train.seed=1); repeatable")
+    queue.add_argument("--seeds", type=int, default=1, metavar="N",
+                       help="N experiments per preset, NAME-seedK: K added to noise.seed and train.seed (default 1)")
     queue.add_argument("--run", action="store_true", help="then start the queue: dvc queue start -j 1")
     queue.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     queue.set_defaults(func=cmd_queue)
@@ -201,6 +203,24 @@ def _run(command: list[str]) -> None:
                        f"{lines[-1] if lines else 'no output'}")
 
 
+def seeded(presets, args, raw: dict) -> list[tuple[str, dict[str, Any]]]:
+    """(experiment name, overrides) of each preset and seed (`--seeds N`: NAME-seed0 .. NAME-seedN-1,
+    seed k adding k to noise.seed and train.seed, as `dividemix sweep --seeds`)."""
+    if args.seeds < 1:
+        raise CliError(f"--seeds {args.seeds}: the number of seeds must be at least 1")
+    out = []
+    for preset in presets:
+        overrides = _overrides(preset, args.sets)
+        if args.seeds == 1:
+            out.append((preset.name, overrides))
+            continue
+        for k in range(args.seeds):
+            seeds = {key: int(overrides.get(key, raw.get(key.split(".")[0], {}).get(key.split(".")[1], 0))) + k
+                     for key in ("noise.seed", "train.seed")}
+            out.append((f"{preset.name}-seed{k}", overrides | seeds))
+    return out
+
+
 def cmd_queue(args) -> int:
     import yaml
 
@@ -216,7 +236,7 @@ def cmd_queue(args) -> int:
             parse_config(apply_overrides(raw, _overrides(preset, args.sets)), source=f"preset {preset.name}")
         except ConfigError as exc:
             raise CliError(f"{exc}{_hint(preset)}") from None
-    commands = [queue_command(preset.name, _overrides(preset, args.sets)) for preset in presets]
+    commands = [queue_command(name, overrides) for name, overrides in seeded(presets, args, raw)]
     if args.run:
         commands.append(["dvc", "queue", "start", "-j", "1"])
     for command in commands:
@@ -227,5 +247,5 @@ def cmd_queue(args) -> int:
     if not args.dry_run:
         started = "started with one worker (dvc queue status; dvc exp show)" if args.run else \
             "queued; start them with: dvc queue start -j 1"
-        print(f"{len(presets)} experiments {started}")
+        print(f"{len(commands) - int(args.run)} experiments {started}")
     return 0

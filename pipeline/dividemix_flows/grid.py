@@ -15,10 +15,13 @@ from typing import Any
 KEY = re.compile(r"^[A-Za-z_][\w]*\.[A-Za-z_][\w]*$")
 
 
-def parse_grid(options: list[str]) -> dict[str, list[str]]:
+SEED_KEYS = ("noise.seed", "train.seed")  # what --seeds varies, together by default
+
+
+def parse_grid(options: list[str], *, allow_empty: bool = False) -> dict[str, list[str]]:
     """{"noise.rate": ["0.2", "0.5"], ...} from ["noise.rate=0.2,0.5", ...], in the given order."""
-    if not options:
-        raise ValueError("no grid: give at least one --set KEY=V1,V2,... (e.g. --set noise.rate=0.2,0.5,0.8)")
+    if not options and not allow_empty:
+        raise ValueError("no grid: give at least one --set KEY=V1,V2,... (e.g. --set noise.rate=0.2,0.5,0.8) or --seeds N")
     grid: dict[str, list[str]] = {}
     for option in options:
         key, sep, values = option.partition("=")
@@ -42,6 +45,34 @@ def grid_points(grid: dict[str, list[str]]) -> list[dict[str, str]]:
     """Every combination, the last key varying fastest."""
     keys = list(grid)
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[key] for key in keys))]
+
+
+def with_seeds(points: list[dict[str, str]], params_file: str | Path, count: int,
+               keys: tuple[str, ...] = SEED_KEYS) -> list[dict[str, str]]:
+    """Each point `count` times: repeat k (0..count-1) adds k to each seed key's value in
+    params.yaml, so repeat 0 is the parameters as they are (whatever DVC has cached of it is reused).
+
+    Both seeds vary together by default: a repeat is a new draw of the whole experiment, which
+    samples are corrupted and to what (noise.seed) as well as how the networks start and see the
+    data (train.seed), the spread a user meets when running a setting again. `keys` ("train.seed"
+    alone) keeps the noisy labels fixed to measure the training's own variance.
+    """
+    import yaml
+
+    if count < 1:
+        raise ValueError(f"--seeds {count}: the number of seeds must be at least 1")
+    unknown = [key for key in keys if key not in SEED_KEYS]
+    if unknown:
+        raise ValueError(f"--seed-keys {','.join(unknown)}: allowed: {', '.join(SEED_KEYS)}")
+    raw = yaml.safe_load(Path(params_file).read_text()) or {}
+    out = []
+    for point in points:
+        clash = [key for key in keys if key in point]
+        if clash:
+            raise ValueError(f"--set {clash[0]}: --seeds varies it; leave it out of the grid (or drop --seeds)")
+        for k in range(count):
+            out.append(point | {key: str(int(raw[key.split(".")[0]][key.split(".")[1]]) + k) for key in keys})
+    return out
 
 
 def typed_value(key: str, value: str) -> Any:

@@ -74,3 +74,26 @@ def _plain(column: str, value: Any) -> Any:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     return int(value) if column in COUNTS else round(float(value), 4)
+
+
+EXPERIMENT_PAGES = ".dividemix/experiments"  # where a custom run's report page is saved (ignored by git)
+
+
+def experiment_report(repo: str | Path, name: str) -> tuple[str | None, Path | None]:
+    """The report of DVC experiment `name`, read through DVC (nothing checked out): its Markdown,
+    and its HTML page saved under .dividemix/experiments/NAME/ (None for what it lacks)."""
+    from dvc.api import DVCFileSystem
+
+    from dividemix.io import write_text_atomic
+
+    try:
+        fs = DVCFileSystem(str(repo), rev=name)
+        markdown = fs.read_text(REPORT_MD) if fs.exists(REPORT_MD) else None
+        page = fs.read_text(REPORT_HTML) if fs.exists(REPORT_HTML) else None
+    except Exception:  # noqa: BLE001 - the UI's copy is best-effort; `dvc exp show` has the experiment
+        return None, None
+    saved = None
+    if page is not None:
+        saved = Path(repo) / EXPERIMENT_PAGES / name / "index.html"
+        write_text_atomic(saved, page)
+    return markdown, saved

@@ -16,16 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import (
-    create_link_artifact,
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
-from dividemix_flows import outputs
+from dividemix_flows import experiments, ui
 from dividemix_flows.dvcinfo import describe_changes, stage_changes, stage_order
 from dividemix_flows.stream import command_env, stage_error, stream_command
 
@@ -36,45 +31,7 @@ class StageFailed(RuntimeError):
     """A DVC stage exited with an error; the message is the stage's own one-line error."""
 
 
-class _ProgressArtifact:
-    """One progress artifact per running stage, created at its first progress line.
-
-    A failed update of the UI is logged once and otherwise ignored: it must not stop a stage.
-    """
-
-    def __init__(self, logger):
-        self.logger = logger
-        self.ids: dict[str, Any] = {}
-        self.percent: dict[str, float] = {}
-        self._warned = False
-
-    def line(self, line: str) -> None:
-        parsed = outputs.parse_progress(line)
-        if parsed is None:
-            return
-        stage, done, total, figures = parsed
-        percent = min(100.0, 100.0 * done / total)
-        description = f"{stage}: {done}/{total} epochs, {figures}"
-        try:
-            if stage not in self.ids:
-                self.ids[stage] = create_progress_artifact(
-                    percent, key=f"dividemix-{_key(stage)}-progress", description=description
-                )
-            else:
-                update_progress_artifact(self.ids[stage], percent, description=description)
-            self.percent[stage] = percent
-        except Exception as exc:  # the UI is best-effort; the stage goes on
-            if not self._warned:
-                self.logger.warning("progress artifact not updated: %s", exc)
-                self._warned = True
-
-
-def _key(name: str) -> str:
-    """An artifact key part: lowercase letters, digits and dashes only."""
-    return "".join(ch if ch.isalnum() else "-" for ch in name.lower())
-
-
-@task(persist_result=False)
+@task(persist_result=False, cache_policy=NO_CACHE)  # DVC decides what is up to date
 def dvc_stage(repo: str, stage: str) -> State | dict[str, Any]:
     """Bring one DVC stage up to date: nothing if DVC says it is, else `dvc repro --single-item`."""
     logger = get_run_logger()
@@ -84,7 +41,7 @@ def dvc_stage(repo: str, stage: str) -> State | dict[str, Any]:
         return Completed(name=CACHED, message=f"cached: DVC says stage '{stage}' is up to date")
 
     logger.info("DVC: stage '%s' needs running (%s)", stage, describe_changes(changes))
-    progress = _ProgressArtifact(logger)
+    progress = ui.ProgressArtifact(logger)
 
     def on_line(stream: str, line: str) -> None:
         if stream == "stderr":
@@ -99,40 +56,33 @@ def dvc_stage(repo: str, stage: str) -> State | dict[str, Any]:
     return {"stage": stage, "status": "ran", "seconds": seconds, "progress": progress.percent}
 
 
-def publish_epochs(repo: Path, *, with_division: bool) -> None:
-    rows = outputs.epoch_rows(repo, with_division=with_division)
-    if rows:
-        create_table_artifact(
-            rows, key="dividemix-epochs",
-            description="Per-epoch test accuracy (ensemble and each network), labeled-set sizes and "
-            "division AUC (after evaluate), read from artifacts/*/epochs and plots/division.csv.",
-        )
-
-
-def publish_report(repo: Path) -> None:
-    markdown, html = repo / outputs.REPORT_MD, repo / outputs.REPORT_HTML
-    if markdown.exists():
-        create_markdown_artifact(markdown.read_text(), key="dividemix-report", description=f"{markdown}")
-    if html.exists():
-        create_link_artifact(
-            html.resolve().as_uri(), link_text=str(html), key="dividemix-report-html",
-            description="The self-contained HTML report (open on the machine that ran the flow).",
-        )
-
-
 # Which stage's outputs feed which artifact (the flow still learns the stages from DVC).
 AFTER_STAGE = {
-    "train": lambda repo: publish_epochs(repo, with_division=False),
-    "evaluate": lambda repo: publish_epochs(repo, with_division=True),
-    "report": publish_report,
+    "train": lambda repo: ui.publish_epochs(repo, with_division=False),
+    "evaluate": lambda repo: ui.publish_epochs(repo, with_division=True),
+    "report": ui.publish_report,
 }
 
 
 @flow(name="dividemix")
-def dividemix_pipeline(repo: str = ".") -> dict[str, str]:
-    """Run the DVC pipeline at `repo`, one task per stage; returns {stage: "ran" | "cached"}."""
-    logger = get_run_logger()
+def dividemix_pipeline(repo: str = ".", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the DVC pipeline at `repo`.
+
+    Without `overrides` (the default, and the schedule's): in the workspace, one task per stage;
+    returns {stage: "ran" | "cached"}. With `overrides` (a custom run from the UI): checked against
+    the config schema first, every problem one line, then run as a DVC experiment named after this
+    flow run, in DVC's own temporary copy of the repository, so the workspace is never touched;
+    returns {"experiment": NAME, "metrics": {...}}.
+
+    Args:
+        repo: the pipeline's Git + DVC repository.
+        overrides: parameters of params.yaml to change, dotted keys and their values, e.g.
+            {"noise.rate": 0.8, "train.lambda_u": 25}; none: run the workspace as it is.
+    """
     root = Path(repo).resolve()
+    if overrides:
+        return run_experiment(root, overrides)
+    logger = get_run_logger()
     stages = stage_order(root)
     logger.info("stages, in DVC's order: %s", " -> ".join(stages))
     outcome: dict[str, str] = {}
@@ -151,3 +101,24 @@ def dividemix_pipeline(repo: str = ".") -> dict[str, str]:
     ran = [stage for stage, status in outcome.items() if status == "ran"]
     logger.info("done: %s ran, %d cached", ", ".join(ran) or "nothing", len(outcome) - len(ran))
     return outcome
+
+
+def run_experiment(root: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The overrides as a DVC experiment named after the flow run; its results as artifacts."""
+    logger = get_run_logger()
+    errors = experiments.override_errors(root / "params.yaml", overrides)
+    if errors:  # before anything runs: the flow run fails with every problem, one line each
+        raise experiments.OverridesRefused("\n".join(errors))
+    name = experiments.experiment_name(flow_run.get_name() or "custom-run")
+    settings = {key: experiments.override_text(value) for key, value in overrides.items()}
+    progress = ui.ProgressArtifact(logger)
+    experiments.dvc_experiment.with_options(task_run_name=name)(
+        str(root), name, settings, experiments.git_head(root), on_line=progress.line,
+    )
+    metrics = experiments.experiment_metrics(root, [name]).get(name)
+    try:
+        ui.publish_experiment(root, name, metrics)
+    except Exception as exc:  # the UI's copy is best-effort; `dvc exp show` has the experiment
+        logger.warning("the experiment's artifacts were not published: %s", exc)
+    logger.info("experiment %s done: dvc exp show lists it", name)
+    return {"experiment": name, "metrics": metrics}

@@ -13,104 +13,24 @@ A failing point fails its own task only; the others go on, and the summary names
 
 from __future__ import annotations
 
-import json
-import socket
-import subprocess
-import time
 from collections import deque
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.futures import as_completed
 
-from dividemix_flows import outputs
-from dividemix_flows.stream import command_env, stage_error, stream_command
+from dividemix_flows.experiments import (
+    dvc,
+    dvc_experiment,
+    experiment_metrics,
+    git_head,
+    settings_text,
+)
+from dividemix_flows.stream import stage_error
 
-METRICS_FILE = outputs.EVAL_JSON
 SUMMARY_METRICS = ["test_acc_last10", "test_acc_last", "test_acc_best", "ce_test_acc_last", "division_auc_last"]
-
-
-class PointFailed(RuntimeError):
-    """A sweep point's experiment did not finish; the message names the point and the stage's error."""
-
-
-def git_head(repo: str | Path) -> str:
-    result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise ValueError(
-            f"{repo}: a sweep needs a Git repository with a commit (DVC experiments are based on one): "
-            f"{stage_error(result.stderr.splitlines())}"
-        )
-    return result.stdout.strip()
-
-
-def _dvc(repo: str | Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["dvc", *args], cwd=repo, capture_output=True, text=True, env=command_env())
-
-
-@task(persist_result=False)
-def dvc_experiment(
-    repo: str, name: str, settings: dict[str, str], baseline: str, push: str | None = None
-) -> dict[str, Any]:
-    """One point: `dvc exp run --temp -S ... -n NAME` in `repo` (this worker's clone)."""
-    logger = get_run_logger()
-    head = git_head(repo)
-    if head != baseline:
-        raise PointFailed(
-            f"{name}: the repository at {repo} on {socket.gethostname()} is at commit {head[:12]}, the sweep's "
-            f"baseline is {baseline[:12]} (there: git fetch && git checkout {baseline[:12]})"
-        )
-    command = ["dvc", "--wait-for-lock", "exp", "run", "--temp", "-n", name]
-    for key, value in settings.items():
-        command += ["-S", f"{key}={value}"]
-    logger.info("%s: %s", name, " ".join(command))
-    start = time.perf_counter()
-    code, stderr = stream_command(command, cwd=repo, on_line=lambda stream, line: logger.info("%s", line))
-    if code != 0:
-        raise PointFailed(f"{name} ({_settings_text(settings)}): {stage_error(stderr)}")
-    if push:
-        pushed = _dvc(repo, "exp", "push", push, name)
-        if pushed.returncode != 0:
-            raise PointFailed(f"{name}: ran, but dvc exp push {push} failed: {stage_error(pushed.stderr.splitlines())}")
-    return {"seconds": round(time.perf_counter() - start, 1), "host": socket.gethostname()}
-
-
-def _settings_text(settings: dict[str, str]) -> str:
-    return " ".join(f"{key}={value}" for key, value in settings.items())
-
-
-def experiment_metrics(repo: str | Path, names: list[str]) -> dict[str, dict[str, Any]]:
-    """{name: metrics/eval.json of that experiment} from `dvc exp show --json`."""
-    result = _dvc(repo, "exp", "show", "--json")
-    try:
-        shown = json.loads(result.stdout) if result.returncode == 0 else None
-    except json.JSONDecodeError:
-        shown = None
-    if shown is None:
-        # The points ran and are experiments already: report them without metrics rather than
-        # losing the summary (`dvc exp show` tells the rest).
-        get_run_logger().warning(f"dvc exp show failed; the summary has no metrics: {result.stderr.strip()[-300:]}")
-        return {}
-    found: dict[str, dict[str, Any]] = {}
-
-    def walk(node: Any) -> None:
-        if isinstance(node, list):
-            for item in node:
-                walk(item)
-        elif isinstance(node, dict):
-            data = node.get("data")
-            if node.get("name") in names and isinstance(data, dict) and isinstance(data.get("metrics"), dict):
-                metrics = data["metrics"].get(METRICS_FILE, {}).get("data")
-                if metrics:
-                    found[node["name"]] = metrics
-            for value in node.values():
-                if isinstance(value, (list, dict)):
-                    walk(value)
-
-    walk(shown)
-    return found
 
 
 @flow(name="dividemix-sweep")
@@ -163,7 +83,7 @@ def dividemix_sweep(
     ok = [name for name in names if outcome[name]["status"] == "ok"]
     if push:
         for name in ok:
-            pulled = _dvc(root, "exp", "pull", push, name)
+            pulled = dvc(root, "exp", "pull", push, name)
             if pulled.returncode != 0:
                 logger.warning("dvc exp pull %s %s: %s", push, name, stage_error(pulled.stderr.splitlines()))
     metrics = experiment_metrics(root, ok) if ok else {}
@@ -175,7 +95,7 @@ def dividemix_sweep(
     failed = [name for name in names if outcome[name]["status"] == "failed"]
     create_table_artifact(
         [
-            {"experiment": row["name"], "settings": _settings_text(row["settings"]), "status": row["status"],
+            {"experiment": row["name"], "settings": settings_text(row["settings"]), "status": row["status"],
              **{key: (row["metrics"] or {}).get(key) for key in SUMMARY_METRICS}, "error": row["error"]}
             for row in rows
         ],
@@ -195,9 +115,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         if row["status"] == "ok":
             metrics = row["metrics"] or {}
             figures = " ".join(f"{key}={metrics[key]:.4f}" for key in SUMMARY_METRICS if metrics.get(key) is not None)
-            lines.append(f"  ok      {row['name']}  {_settings_text(row['settings'])}  {figures}")
+            lines.append(f"  ok      {row['name']}  {settings_text(row['settings'])}  {figures}")
         else:
-            lines.append(f"  FAILED  {row['name']}  {_settings_text(row['settings'])}  {row['error']}")
+            lines.append(f"  FAILED  {row['name']}  {settings_text(row['settings'])}  {row['error']}")
     failed = summary["failed"]
     lines.append(
         f"{len(summary['points']) - len(failed)} of {len(summary['points'])} points finished"

@@ -9,20 +9,23 @@ from dividemix import artifacts
 from dividemix.config import Config
 from dividemix.io import atomic_dir
 from dividemix.layout import Paths
+from dividemix.live import LiveLog
 from dividemix.progress import Progress
 from dividemix.training.checkpoint import data_inputs, fingerprint
-from dividemix.training.optim import make_optimizer
+from dividemix.training.optim import learning_rate, make_optimizer
 from dividemix.training.resume import Resume
 from dividemix.training.warmup import nets_state, restore_nets, warmup_epoch
 from dividemix.training.workspace import Workspace
 
 
-def run_baseline(config: Config, paths: Paths, params: dict[str, Any], *, stream=None) -> dict:
+def run_baseline(config: Config, paths: Paths, params: dict[str, Any], *, live: LiveLog | None = None,
+                 stream=None) -> dict:
     """Plain cross-entropy on the same noisy labels, same model and epochs, one network.
 
     Its epochs are warm-up epochs (`warmup_epoch`): the same augmentation (ablation.augmentation),
     and under the Clothing1M protocol the same class-balanced 2 * num_batches * batch_size sample.
-    Resumable per epoch, as the warm-up (`training.resume`); the outputs are written at the end.
+    Resumable per epoch, as the warm-up (`training.resume`); the outputs are written at the end;
+    `live` gets each epoch's test accuracy and learning rate (DVCLive).
     """
     ws = Workspace.load(config, paths.prepared, paths.noisy)
     train = config.train
@@ -32,6 +35,9 @@ def run_baseline(config: Config, paths: Paths, params: dict[str, Any], *, stream
     resume = Resume(paths.resume / "baseline", fingerprint(params, inputs, __name__))
     start = restore_nets(resume.load(ws.device), {0: net}, {0: optimizer})
     meta = {"params": params}
+    if live is not None:
+        live.start((r["epoch"], {"test_acc": r["test_acc"], "lr": learning_rate(train, r["epoch"])})
+                   for r in resume.kept_records("epochs", start - 1))
     progress = Progress("baseline", train.epochs, initial=start, first_epoch=start, resumed=start > 0, stream=stream)
     for epoch in range(start, train.epochs):
         losses = warmup_epoch(net, optimizer, ws, epoch, 1, conf_penalty=False)
@@ -40,6 +46,8 @@ def run_baseline(config: Config, paths: Paths, params: dict[str, Any], *, stream
         resume.keep_rows("losses", epoch, "losses", losses, meta)
         resume.keep_rows("epochs", epoch, "baseline_epochs", {"epoch": [epoch], "test_acc": [acc]}, meta)
         resume.save_state(nets_state(resume.fingerprint, epoch, {0: net}, {0: optimizer}, None))
+        if live is not None:  # after the checkpoint: a logged epoch is a committed one
+            live.epoch(epoch, {"test_acc": acc, "lr": learning_rate(train, epoch)})
         progress.update(epoch, test_acc=acc)
     progress.close()
     last = train.epochs - 1

@@ -82,6 +82,11 @@ class Resume:
         files = [self.folder / kept for kept in self.kept(name)]
         return pa.concat_tables(pq.read_table(file) for file in files).replace_schema_metadata(None)
 
+    def kept_records(self, name: str, after: int) -> list[dict]:
+        """The kept rows of `name` up to epoch `after`, as records (none kept: an empty list)."""
+        clear_epochs(self.folder / name, after)
+        return [record for kept in self.kept(name) for record in pq.read_table(self.folder / kept).to_pylist()]
+
     def kept(self, prefix: str) -> list[str]:
         """The names of the files kept under `prefix` (a folder name), sorted."""
         folder = self.folder / prefix

@@ -6,6 +6,7 @@ the step loops never synchronise.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -92,3 +93,24 @@ def epoch_row(
         "test_acc_best_val": [val[2] if val else None],
     }
 
+
+# The DVCLive name of each EPOCHS column (`live.LiveLog`): what `dvc exp show` shows per epoch.
+FIGURES = {
+    "test_acc_ensemble": "test_acc/ensemble", "test_acc_net1": "test_acc/net1", "test_acc_net2": "test_acc/net2",
+    "labeled_by_net1": "labeled/by_net1", "labeled_by_net2": "labeled/by_net2",
+    "val_acc_net1": "val_acc/net1", "val_acc_net2": "val_acc/net2", "test_acc_best_val": "test_acc/best_val",
+}
+
+
+def epoch_figures(record: dict, lr: float) -> dict:
+    """An EPOCHS record (one row, as a mapping) as DVCLive figures, with the epoch's learning rate;
+    a missing figure (null, or NaN once read through pandas) is None."""
+    def known(value):
+        return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+    return {name: known(record[column]) for column, name in FIGURES.items()} | {"lr": lr}
+
+
+def single(row: dict) -> dict:
+    """The one record of a one-row table given as columns (`epoch_row`'s form)."""
+    return {key: values[0] for key, values in row.items()}

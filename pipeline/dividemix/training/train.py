@@ -16,8 +16,9 @@ import numpy as np
 
 from dividemix import artifacts
 from dividemix.codivide import Division, LossHistory, co_divide_one
-from dividemix.config import Config
+from dividemix.config import Config, TrainConfig
 from dividemix.layout import Paths
+from dividemix.live import LiveLog
 from dividemix.progress import Progress
 from dividemix.seeds import GMM, derived_seed
 from dividemix.training import rows
@@ -29,7 +30,7 @@ from dividemix.training.checkpoint import (
     train_fingerprint,
 )
 from dividemix.training.dividemix_epoch import dividemix_epoch
-from dividemix.training.optim import make_optimizer
+from dividemix.training.optim import learning_rate, make_optimizer
 from dividemix.training.resume import STATE, Resume, link_or_copy
 from dividemix.training.sampling import epoch_subset
 from dividemix.training.testing import BestValidation, ensemble_accuracy
@@ -38,12 +39,15 @@ from dividemix.training.workspace import NETS, Workspace
 TRAIN_OUTPUTS = ("divisions", "mixtures", "losses", "epochs")  # per-epoch folders under paths.artifacts
 
 
-def run_train(config: Config, paths: Paths, params: dict[str, Any], *, stream=None) -> dict:
+def run_train(
+    config: Config, paths: Paths, params: dict[str, Any], *, live: LiveLog | None = None, stream=None
+) -> dict:
     """Co-divide + MixMatch epochs from the warm-up checkpoint to `epochs`, resumable per epoch.
 
     Nothing is kept across epochs but the networks, optimisers, loss-history window (at most
     `loss_history` vectors) and, with a validation set, the best weights: each epoch's rows are
-    written to its own files and dropped. `params` is recorded in every file written.
+    written to its own files and dropped. `params` is recorded in every file written; `live` gets
+    each epoch's figures (DVCLive), the resumed run's past epochs first.
     """
     train = config.train  # (clothing1m with a loss-history window is refused by the config)
     ws = Workspace.load(config, paths.prepared, paths.noisy)
@@ -56,6 +60,8 @@ def run_train(config: Config, paths: Paths, params: dict[str, Any], *, stream=No
     for name in TRAIN_OUTPUTS:
         clear_epochs(paths.artifacts / name, start - 1)
 
+    if live is not None:
+        live.start(past_figures(paths, train, start))
     noisy = ws.noisy_labels.cpu().numpy()  # the division files' noisy_label column
     # co-divide: net k trains on the division its peer's losses made (ablation: on its own).
     source = {1: 2, 2: 1} if config.ablation.co_divide else {1: 1, 2: 2}
@@ -87,11 +93,23 @@ def run_train(config: Config, paths: Paths, params: dict[str, Any], *, stream=No
         for path in written:
             resume.keep(path, path.relative_to(paths.artifacts).as_posix())
         resume.keep_state(paths.train_checkpoint)  # last: it commits the epoch
+        if live is not None:  # after the checkpoint: a logged epoch is a committed one
+            live.epoch(epoch, rows.epoch_figures(rows.single(epoch_rows), learning_rate(train, epoch)))
         progress.update(epoch, test_acc=accs[2], labeled_by_net1=labeled[1], labeled_by_net2=labeled[2])
         del divisions, rows1, rows2, state  # nothing of this epoch outlives it
     progress.close()
     resume.clear()  # finished: the outputs (and DVC's cache) hold the run
     return {"epochs": train.epochs}
+
+
+def past_figures(paths: Paths, train: TrainConfig, start: int) -> list[tuple[int, dict]]:
+    """The figures of the epochs a resumed run has done (its epoch files, epochs before `start`)."""
+    folder = paths.artifacts / "epochs"
+    if not folder.is_dir() or not artifacts.parquet_files(folder):
+        return []
+    done = artifacts.read_table(folder, "epochs").to_dict("records")
+    return [(int(r["epoch"]), rows.epoch_figures(r, learning_rate(train, int(r["epoch"])))) for r in done
+            if r["epoch"] < start]
 
 
 def divide_for(net, ws: Workspace, history: LossHistory, epoch: int, net_id: int) -> Division:

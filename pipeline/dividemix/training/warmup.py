@@ -16,6 +16,7 @@ from dividemix.config import Config
 from dividemix.device import logits_of
 from dividemix.io import atomic_dir
 from dividemix.layout import Paths
+from dividemix.live import LiveLog
 from dividemix.progress import Progress
 from dividemix.seeds import AUGMENT, ORDER, torch_generator
 from dividemix.training import rows
@@ -91,12 +92,14 @@ def warmup_epoch(
     )
 
 
-def run_warmup(config: Config, paths: Paths, params: dict[str, Any], *, stream=None) -> dict[str, Any]:
+def run_warmup(
+    config: Config, paths: Paths, params: dict[str, Any], *, live: LiveLog | None = None, stream=None
+) -> dict[str, Any]:
     """Warm up both networks for `warmup_epochs` epochs; write their checkpoint and per-step losses.
 
     Resumable per epoch (`training.resume`): each epoch's rows and the networks are kept until the
     last epoch, then the outputs are written whole. `params` (the keys the stage read, with
-    values) is recorded in every output it writes.
+    values) is recorded in every output it writes; `live` gets each epoch's figures (DVCLive).
     """
     ws = Workspace.load(config, paths.prepared, paths.noisy)
     train = config.train
@@ -108,6 +111,9 @@ def run_warmup(config: Config, paths: Paths, params: dict[str, Any], *, stream=N
     start = restore_nets(kept, nets, optimizers)
     best = BestValidation(ws, kept.get("best_val") if kept else None) if ws.has_val else None
     meta = {"params": params}
+    if live is not None:
+        live.start((r["epoch"], rows.epoch_figures(r, learning_rate(train, r["epoch"])))
+                   for r in resume.kept_records("epochs", start - 1))
     progress = Progress("warmup", train.warmup_epochs, initial=start, first_epoch=start, resumed=start > 0, stream=stream)
     for epoch in range(start, train.warmup_epochs):
         # net1 one full pass, then net2 one full pass
@@ -116,8 +122,11 @@ def run_warmup(config: Config, paths: Paths, params: dict[str, Any], *, stream=N
         accs = ensemble_accuracy([nets[1], nets[2]], ws)
         val = best.update(nets) if best is not None else None
         resume.keep_rows("losses", epoch, "losses", losses, meta)
-        resume.keep_rows("epochs", epoch, "epochs", rows.epoch_row(epoch, "warmup", accs, None, val), meta)
+        record = rows.epoch_row(epoch, "warmup", accs, None, val)
+        resume.keep_rows("epochs", epoch, "epochs", record, meta)
         resume.save_state(nets_state(resume.fingerprint, epoch, nets, optimizers, best))
+        if live is not None:  # after the checkpoint: a logged epoch is a committed one
+            live.epoch(epoch, rows.epoch_figures(rows.single(record), learning_rate(train, epoch)))
         progress.update(epoch, test_acc=accs[2])
     progress.close()
 

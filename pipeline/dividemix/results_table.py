@@ -1,0 +1,149 @@
+"""The paper's table from a set of experiments: one row per data set and noise, mean ± std over seeds.
+
+An experiment is a record of dotted parameters and the `evaluate` stage's metrics (as `dvc exp
+show` lists them). Experiments that differ only in their seeds (`noise.seed`, `train.seed`) are
+one cell's repeats; anything else that differs makes another row (named by what differs). The
+columns are the paper's: "last" (the mean of the last 10 DivideMix epochs) first, "best" (the best
+epoch, chosen on the test set: an oracle) beside it, and the paper's own number where a preset
+names the cell (`presets.find_preset`). Written as Markdown, CSV and a self-contained HTML page.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from dividemix.presets import CELL_KEYS, find_preset
+
+SEED_KEYS = ("noise.seed", "train.seed")
+COLUMNS = ("setting", "seeds", "last 10 (mean ± std)", "paper last", "best epoch (mean ± std)", "paper best",
+           "experiments")
+
+
+@dataclass(frozen=True)
+class Row:
+    setting: str
+    experiments: tuple[str, ...]
+    last10: tuple[float, ...]  # percent, one per seed that has the figure
+    best: tuple[float, ...]
+    paper_last: float | None
+    paper_best: float | None
+
+
+def setting_name(params: dict[str, Any]) -> str:
+    """"cifar10 sym 50%", "cifar10 file labels/CIFAR-10_human.pt [worse_label]", "folder none"."""
+    mode = params.get("noise.mode")
+    if mode == "file":
+        noise = f"file {params.get('noise.file')} [{params.get('noise.key')}]"
+    elif mode in (None, "none"):
+        noise = "no noise injected"
+    else:
+        noise = f"{mode} {100 * float(params.get('noise.rate', 0)):g}%"
+    return f"{params.get('data.dataset')} {noise}"
+
+
+def _percents(records: Iterable[dict[str, Any]], key: str) -> tuple[float, ...]:
+    values = (record.get(key) for record in records)
+    return tuple(100 * float(v) for v in values if v is not None and not math.isnan(float(v)))
+
+
+def build_rows(experiments: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> list[Row]:
+    """Rows from (name, dotted params, metrics) records, one per group of seeds, in first-seen order."""
+    groups: dict[tuple, list] = {}
+    for name, params, metrics in experiments:
+        key = tuple(sorted((k, repr(v)) for k, v in params.items() if k not in SEED_KEYS))
+        groups.setdefault(key, []).append((name, params, metrics))
+    varying = _varying_keys([dict(key) for key in groups])
+    rows = []
+    for key, members in sorted(groups.items(), key=lambda item: _order(item[1][0][1])):
+        params = members[0][1]
+        label = setting_name(params)
+        extra = [f"{k}={dict(key)[k]}" for k in varying if k in dict(key)]
+        if extra:
+            label += " (" + ", ".join(extra) + ")"
+        preset = find_preset(params) if all(k in params for k in CELL_KEYS) else None
+        metrics = [m for _, _, m in members]
+        members.sort(key=lambda member: member[0])
+        rows.append(Row(label, tuple(n for n, _, _ in members), _percents(metrics, "test_acc_last10"),
+                        _percents(metrics, "test_acc_best"),
+                        preset.paper_last if preset else None, preset.paper_best if preset else None))
+    return rows
+
+
+def _order(params: dict[str, Any]) -> tuple:
+    """Rows as the paper orders them: data set, noise mode, rate."""
+    rate = params.get("noise.rate")
+    return (str(params.get("data.dataset")), str(params.get("noise.mode")), float(rate) if rate is not None else 0.0,
+            str(params.get("noise.file")), str(params.get("noise.key")))
+
+
+def _varying_keys(groups: list[dict[str, str]]) -> list[str]:
+    """The parameters (besides data set and noise) whose values differ between rows."""
+    shown = {"data.dataset", "noise.mode", "noise.rate", "noise.file", "noise.key"}
+    keys = sorted({k for group in groups for k in group} - shown)
+    return [k for k in keys if len({group.get(k) for group in groups}) > 1]
+
+
+def mean_std(values: tuple[float, ...]) -> str:
+    """"94.21 ± 0.35" (the sample std, over n ≥ 2 seeds); one seed: the value; none: "n/a"."""
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def _paper(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def cells(row: Row) -> list[str]:
+    return [row.setting, str(len(row.experiments)), mean_std(row.last10), _paper(row.paper_last),
+            mean_std(row.best), _paper(row.paper_best), " ".join(row.experiments)]
+
+
+def to_markdown(rows: list[Row]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells(row)) + " |" for row in rows]
+    return "\n".join(lines) + "\n\n" + NOTE + "\n"
+
+
+def to_csv(rows: list[Row]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["setting", "seeds", "last10_mean", "last10_std", "paper_last", "best_mean", "best_std",
+                     "paper_best", "experiments"])
+    for row in rows:
+        writer.writerow([row.setting, len(row.experiments), *_stats(row.last10), row.paper_last, *_stats(row.best),
+                         row.paper_best, " ".join(row.experiments)])
+    return out.getvalue()
+
+
+def _stats(values: tuple[float, ...]) -> tuple[str, str]:
+    if not values:
+        return "", ""
+    return f"{statistics.mean(values):.4f}", (f"{statistics.stdev(values):.4f}" if len(values) > 1 else "")
+
+
+def to_html(rows: list[Row]) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{esc(c)}</th>" for c in COLUMNS)
+    body = "\n".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells(row)) + "</tr>" for row in rows)
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>DivideMix results</title>\n'
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "th,td{border:1px solid #bbb;padding:.3em .6em;text-align:right}td:first-child,td:last-child{text-align:left}"
+        "p{color:#555}</style>\n</head>\n<body>\n<h1>DivideMix results</h1>\n"
+        f"<table>\n<tr>{head}</tr>\n{body}\n</table>\n<p>{esc(NOTE)}</p>\n</body>\n</html>\n"
+    )
+
+
+NOTE = ("Test accuracy (%), mean ± sample standard deviation over the seeds of each setting. \"last 10\" is "
+        "the mean of the last 10 DivideMix epochs (the paper's \"last\"); \"best epoch\" is chosen on the test "
+        "set (an oracle, optimistic). Paper: the paper's number for the cell, where a preset names it.")
