@@ -58,3 +58,39 @@ def workdir(keep: bool) -> Iterator[Path]:
             print(f"kept {path}")
         else:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def run_sampled(command: list[str], *, cwd: Path, env: dict | None = None, every: float = 0.1) -> tuple[str, float]:
+    """Run `command`; return (its stdout, the peak PSS of its process tree in MB).
+
+    PSS (proportional set size) counts a page shared by k processes as 1/k in each, so the sum over
+    a parent and its workers (DataLoader workers, decode processes) is the tree's real footprint.
+    Sampled every `every` seconds (a peak shorter than that can be missed).
+    """
+    import subprocess
+    import threading
+
+    import psutil
+
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=cwd, env=env)
+    root = psutil.Process(process.pid)
+    peak = [0.0]
+
+    def sample() -> None:
+        while process.poll() is None:
+            total = 0
+            for proc in [root, *root.children(recursive=True)]:
+                try:
+                    total += proc.memory_full_info().pss
+                except psutil.Error:  # a worker that just ended
+                    pass
+            peak[0] = max(peak[0], total / 2**20)
+            time.sleep(every)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, _ = process.communicate()
+    sampler.join()
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:3])} ... failed with exit code {process.returncode}")
+    return out, peak[0]

@@ -1,25 +1,32 @@
-"""DVC stage `evaluate`: judge the run against the truth; write the metrics and the division plot's data.
+"""DVC stage `evaluate`: judge the run against the truth; write the metrics, the division plot's
+data and the gallery of samples to look at.
 
 (The accuracy curves are the training stages' own DVCLive logs.)
 
-The only stage (with `report`) that reads the true training labels.
+With `report`, the only stage that reads the true training labels, or the verified subset of a
+folder data set (`data.truth_list`).
 """
 
 from dividemix.io import write_json_atomic, write_text_atomic
 from dividemix.stage import run_stage
 
-PARAMS: list[str] = []  # reads artifacts and the truth only; reruns when they change
-PATHS = ["prepared", "noisy", "artifacts", "metrics", "plots"]
+PARAMS = ["data.truth_list"]  # the rest it reads are artifacts and the truth: it reruns when they change
+PATHS = ["prepared", "noisy", "artifacts", "train_checkpoint", "metrics", "gallery", "plots"]
 
 
 def body(config, params, paths):
-    from dividemix import evaluation  # inside: after run_stage's signal handlers
+    from dividemix import artifacts, evaluation  # inside: after run_stage's signal handlers
+    from dividemix.gallery import build_gallery
+    from dividemix.truth import truth_of
 
     run = evaluation.RunArtifacts(paths.artifacts)
-    clean = evaluation.known_clean_mask(paths.prepared, paths.noisy)  # None for a folder data set
+    truth = truth_of(paths.prepared, paths.noisy, config.data.truth_list)  # None: nothing known
     curves = evaluation.accuracy_curves(run)
-    quality = evaluation.division_quality(run, clean)
-    metrics = evaluation.summary_metrics(curves, quality, clean)
+    quality = evaluation.division_quality(run, truth)
+    gallery, export_figures = build_gallery(run, truth, checkpoint=paths.train_checkpoint,
+                                            prepared=paths.prepared, noisy=paths.noisy)
+    metrics = evaluation.summary_metrics(curves, quality, truth) | export_figures
+    artifacts.write_table(paths.gallery, "gallery", artifacts.table_of(gallery, "gallery"))
     write_text_atomic(paths.plots / "division.csv", evaluation.division_plot_table(quality).to_csv(index=False))
     write_json_atomic(paths.metrics, metrics, sort_keys=False)  # the paper's headline first
     print("[evaluate] " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))

@@ -8,7 +8,7 @@ from dividemix.report.keys import PARAM_KEYS
 from dividemix.stage import run_stage
 
 PARAMS = list(PARAM_KEYS)  # the keys the report prints and those that find the run's paper cell
-PATHS = ["prepared", "noisy", "artifacts", "metrics", "noise_summary", "report"]
+PATHS = ["prepared", "noisy", "artifacts", "metrics", "gallery", "noise_summary", "report"]
 
 
 def body(config, params, paths):
@@ -25,6 +25,7 @@ def body(config, params, paths):
         metrics=metrics,
         noise_summary=noise_summary,
         out=paths.report,
+        gallery=paths.gallery,
     )
     print(f"[report] {paths.report / 'index.html'} (and {paths.report / 'report.md'})")
 

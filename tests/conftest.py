@@ -120,6 +120,7 @@ def make_repo(root: Path, params: dict) -> Path:
     shutil.copy(REPO / ".gitignore", root / ".gitignore")  # .dividemix/ (the kept progress) is no commit's
     shutil.copytree(REPO / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "labels", root / "labels")  # the noise stage depends on it
+    shutil.copytree(REPO / "lists", root / "lists")  # so do download, evaluate and report
     shutil.copytree(REPO / "pipeline", root / "pipeline", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     write_params(root / "params.yaml", params)
     env = dvc_env(root)
@@ -168,6 +169,7 @@ def tiny_run(tmp_path_factory) -> Path:
     """
     from dividemix.config import parse_config, select
     from dividemix.datasets.registry import SPECS
+    from dividemix.datasets.sources import manifest, truth_manifest
     from dividemix.io import write_json_atomic
     from dividemix.live import LiveLog
     from dividemix.noise import noisy_label_file
@@ -179,6 +181,8 @@ def tiny_run(tmp_path_factory) -> Path:
     config = parse_config(TINY_PARAMS)
     paths = run_paths(root)
     SPECS["digits"].prepare(paths.prepared)
+    write_json_atomic(paths.sources, manifest(config.data))  # as the check stage does
+    write_json_atomic(paths.truth_sources, truth_manifest(config.data))
     summary = noisy_label_file(dataset="digits", prepared=paths.prepared, out=paths.noisy, mode="sym", rate=0.5, seed=1)
     write_json_atomic(paths.noise_summary, summary)  # as the noise stage does
     # Each stage records the parameters it reads, as the stage scripts do under `dvc repro`.

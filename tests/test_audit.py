@@ -20,12 +20,14 @@ from sklearn.metrics import roc_auc_score
 
 from dividemix import artifacts
 from dividemix.audit.diff import diff_runs
-from dividemix.audit.export import DECISIONS, EXPORT_SCHEMA, decide
+from dividemix.audit.export import EXPORT_SCHEMA
 from dividemix.audit.measures import auc, jaccard
 from dividemix.audit.sources import open_source
 from dividemix.audit.trace import trace_samples
 from dividemix.datasets.prepared import TRAIN_TRUTH
-from dividemix.evaluation import RunArtifacts, clean_mask, division_quality
+from dividemix.evaluation import RunArtifacts, division_quality
+from dividemix.relabel import DECISIONS, decide
+from dividemix.truth import truth_of
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -363,7 +365,7 @@ def test_diff_of_a_real_run_with_itself_is_all_agreement(tiny_run: Path):
     assert (summary["n_labeled_a"] > 0).all()
     # the same precision and AUC as evaluation (sklearn's roc_auc_score)
     quality = division_quality(RunArtifacts(tiny_run / "artifacts"),
-                               clean_mask(tiny_run / "data/prepared", tiny_run / "data/noisy/labels.parquet"))
+                               truth_of(tiny_run / "data/prepared", tiny_run / "data/noisy/labels.parquet"))
     merged = summary.merge(quality, on=["epoch", "net"])
     assert merged["auc_a"].to_numpy() == pytest.approx(merged["auc"].to_numpy(), abs=1e-12)
     assert merged["precision_a"].to_numpy() == pytest.approx(merged["precision"].to_numpy())

@@ -10,9 +10,6 @@ from pathlib import Path
 from browser import PNG_SIGNATURE, check_page, keep_screenshot, needs_chromium
 from conftest import TINY_PARAMS
 from dividemix import artifacts
-from dividemix.audit.diff import diff_runs
-from dividemix.audit.pages import diff_html
-from dividemix.audit.sources import open_source
 
 pytestmark = needs_chromium
 
@@ -53,13 +50,14 @@ def test_checker_catches_console_errors_and_exceptions(tmp_path: Path):
 def test_report_page_renders_in_chromium(tiny_run: Path, tmp_path: Path):
     """report/index.html as the report stage builds it, from a tiny run."""
     from dividemix.config import parse_config, select
-    from dividemix.evaluation import RunArtifacts, accuracy_curves, clean_mask, division_quality, summary_metrics
+    from dividemix.evaluation import RunArtifacts, accuracy_curves, division_quality, summary_metrics
     from dividemix.noise import noisy_label_file
     from dividemix.report.build import PARAM_KEYS, build_report
+    from dividemix.truth import truth_of
 
     prepared, noisy = tiny_run / "data/prepared", tiny_run / "data/noisy/labels.parquet"
     run = RunArtifacts(tiny_run / "artifacts")
-    clean = clean_mask(prepared, noisy)
+    clean = truth_of(prepared, noisy)
     summary = noisy_label_file(dataset="digits", prepared=prepared, out=tmp_path / "labels.parquet",
                                **TINY_PARAMS["noise"])
     build_report(
@@ -85,11 +83,44 @@ def test_diff_page_renders_in_chromium(tiny_run: Path, tmp_path: Path):
     frame.loc[moved, "labeled"] = ~frame.loc[moved, "labeled"]
     frame.loc[moved, "clean_prob"] = 1.0 - frame.loc[moved, "clean_prob"]
     artifacts.write_table(last, "divisions", {c: frame[c].to_numpy() for c in frame.columns}, artifacts.read_meta(last))
-    result = diff_runs(open_source(str(tiny_run)), open_source(str(other)), by_class=True)
     page = tmp_path / "diff.html"
-    page.write_text(diff_html(result), encoding="utf-8")
+    from dividemix_cli import main
+
+    assert main(["diff", str(tiny_run), str(other), "--by-class", "--html", str(page)]) == 0
     check = check_page(page, tmp_path / "chrome")
     keep_screenshot(check, tmp_path, "audit_diff.png")
     assert check.problems() == []
-    assert len(check.images) == 5  # sizes, movements, quality, clean probabilities, per class
-    assert all(image["naturalWidth"] >= 400 for image in check.images)
+    figures = [image for image in check.images if image["naturalWidth"] >= 400]
+    assert len(figures) == 5  # sizes, movements, quality, clean probabilities, per class
+    # the samples that moved (30 per network), the largest changes first, as thumbnails from the store
+    thumbs = [image for image in check.images if image["naturalWidth"] == 72]
+    assert len(thumbs) == 24 and all(image["alt"].split()[0][1:].isdigit() for image in thumbs)
+    assert {int(image["alt"].split()[0][1:]) for image in thumbs} <= set(range(30))
+
+
+def test_inspect_page_shows_the_gallery_as_thumbnails(tiny_run: Path, tmp_path: Path, capsys):
+    """`dividemix inspect`: per class the distrusted and the most trusted samples, from the store."""
+    from dividemix.evaluation import RunArtifacts
+    from dividemix.gallery import build_gallery
+    from dividemix.truth import truth_of
+    from dividemix_cli import main
+
+    run = tmp_path / "run"
+    for part in ("data", "artifacts", "checkpoints"):
+        shutil.copytree(tiny_run / part, run / part)
+    prepared, noisy = run / "data/prepared", run / "data/noisy/labels.parquet"
+    gallery, _ = build_gallery(RunArtifacts(run / "artifacts"), truth_of(prepared, noisy),
+                               checkpoint=run / "checkpoints/train/last.pt", prepared=prepared, noisy=noisy)
+    artifacts.write_table(run / "artifacts/gallery.parquet", "gallery", artifacts.table_of(gallery, "gallery"))
+    assert len(gallery) == 10 * 6 and (gallery.groupby("noisy_label").size() == 6).all()  # 4 distrusted + 2 clean
+    page = tmp_path / "inspect.html"
+    assert main(["inspect", "--source", str(run), "--out", str(page)]) == 0
+    check = check_page(page, tmp_path / "chrome")
+    keep_screenshot(check, tmp_path, "inspect.png")
+    assert check.problems() == [] and len(check.images) == 60
+    assert all(image["naturalWidth"] == 72 for image in check.images)
+    assert main(["inspect", "--source", str(run), "--class", "3", "--out", str(page)]) == 0
+    assert page.read_text().count("<img") == 6
+    capsys.readouterr()
+    assert main(["inspect", "--source", str(run), "--class", "x", "--out", str(page)]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0

@@ -324,13 +324,14 @@ def test_stage_with_a_corrupt_archive_exits_2_and_writes_nothing(tmp_path):
     raw.mkdir(parents=True)
     (raw / "cifar-10-python.tar.gz").write_bytes(b"not an archive")
     write_params(tmp_path / "params.yaml", tiny_params(**{"data.dataset": "cifar10"}))
+    run_stage_script("check", dvc_stage_args("check"), cwd=tmp_path)  # the sources' manifest download reads
     result = run_stage_script("download", dvc_stage_args("download"), cwd=tmp_path, check=False)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: download: ")
     assert "cifar-10-python.tar.gz" in lines[0] and SPECS["cifar10"].md5 in lines[0] and "delete" in lines[0]
     assert not (tmp_path / "data" / "prepared").exists()
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["raw"]  # no temporary folder left
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["raw", "sources.json", "truth_list.json"]  # no temporary folder left
     assert (raw / "cifar-10-python.tar.gz").read_bytes() == b"not an archive"
 
 
@@ -339,6 +340,7 @@ def test_stage_prepares_from_a_mirror(server, tmp_path):
     params = tiny_params(**{"data.dataset": "cifar10", "data.url": f"{server.url}/c10.tar.gz",
                             "data.md5": md5(server.root / "c10.tar.gz")})
     write_params(tmp_path / "params.yaml", params)
+    run_stage_script("check", dvc_stage_args("check"), cwd=tmp_path)  # the sources' manifest download reads
     result = run_stage_script("download", dvc_stage_args("download"), cwd=tmp_path)
     assert "50 train / 20 test" in result.stdout
     assert_prepared(tmp_path / "data" / "prepared", arrays, "cifar10", 10)

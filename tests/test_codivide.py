@@ -6,6 +6,7 @@ Expected values are computed by hand or by an independent formula in the test.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import shutil
 
@@ -19,7 +20,6 @@ from torch.nn import functional as F
 import dividemix.codivide as codivide
 import dividemix.inference as inference
 import dividemix.training.train as train_loop
-import dividemix.training.workspace as workspace
 from conftest import run_paths, stage_params, tiny_params
 from dividemix.codivide import LossHistory, divide, fit_mixture, min_max_normalise, per_sample_loss
 from dividemix.config import ConfigError, parse_config, select
@@ -288,10 +288,13 @@ def clothing_run(tmp_path_factory):
     SPECS["digits"].prepare(paths.prepared)
     noisy_label_file(dataset="digits", prepared=paths.prepared, out=paths.noisy, mode="sym", rate=0.5, seed=1)
     test_x, test_y = load_test_set(paths.prepared)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(workspace, "load_val_set", lambda prepared: (test_x[:100], test_y[:100]))
-        run_warmup(config, paths, select(config, stage_params("warmup")))
-        train_loop.run_train(config, paths, select(config, stage_params("train")))
+    # lend 100 test images as the clean validation set, as a folder data set with a val list has one
+    np.save(paths.prepared / "val_images.npy", test_x[:100])
+    np.save(paths.prepared / "val_labels.npy", test_y[:100])
+    meta = json.loads((paths.prepared / "meta.json").read_text())
+    (paths.prepared / "meta.json").write_text(json.dumps(meta | {"has_val": True, "n_val": 100}))
+    run_warmup(config, paths, select(config, stage_params("warmup")))
+    train_loop.run_train(config, paths, select(config, stage_params("train")))
     return root, config, (test_x[:100], test_y[:100])
 
 

@@ -1,7 +1,7 @@
 """Your own data (data.dataset: folder): images on disk plus list files, as Clothing1M.
 
 Tiny PNGs written by the tests; the training labels are the given (noisy) ones, so there is no
-training truth, and the noise stage only accepts modes none and file.
+training truth; the noise stage keeps them (none), replaces them (file) or flips a share of them (sym).
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import torch
 from PIL import Image
-from torchvision.transforms.v2 import functional as tvf
+from torchvision.transforms import functional as tvf1
 
 from conftest import dvc_stage_args, run_stage_script, tiny_params, write_params
 from dividemix.config import ConfigError, parse_config
@@ -55,8 +54,13 @@ def write_image(path: Path, seed: int) -> np.ndarray:
     return rgb
 
 
+STORED = 9  # the stored side for crops of SIZE: round(8 * 256 / 224), the reference's Resize(256) for 224
+
+
 def expected(rgb: np.ndarray) -> np.ndarray:
-    return tvf.resize(torch.from_numpy(rgb).permute(2, 0, 1), [SIZE, SIZE], antialias=True).numpy()
+    """torchvision's Resize(short side) + CenterCrop on the PIL image: what the reference loaders see."""
+    image = tvf1.center_crop(tvf1.resize(Image.fromarray(rgb), STORED), [STORED, STORED])
+    return np.asarray(image).transpose(2, 0, 1)
 
 
 def write_list(path: Path, entries) -> Path:
@@ -95,7 +99,7 @@ def test_folder_prepares_resized_uint8_arrays_without_truth(folder):
     meta = prepare_dataset(config(base).data, out)
 
     train = load_train_images(out)
-    assert train.shape == (6, 3, SIZE, SIZE) and train.dtype == np.uint8
+    assert train.shape == (6, 3, STORED, STORED) and train.dtype == np.uint8
     for i, (rel, _) in enumerate(TRAIN):
         np.testing.assert_array_equal(train[i], expected(pixels[rel]))
     np.testing.assert_array_equal(load_train_given_labels(out), [label for _, label in TRAIN])
@@ -104,13 +108,14 @@ def test_folder_prepares_resized_uint8_arrays_without_truth(folder):
     np.testing.assert_array_equal(test_x[1], expected(pixels["t/1.png"]))
     np.testing.assert_array_equal(test_y, [2, 0, 1])
     val_x, val_y = load_val_set(out)
-    assert val_x.shape == (3, 3, SIZE, SIZE)
+    assert val_x.shape == (3, 3, STORED, STORED)
     np.testing.assert_array_equal(val_y, [1, 2, 0])
 
     assert meta == read_meta(out, dataset="folder")
     assert (meta["has_truth"], meta["has_val"], meta["n_train"], meta["n_val"], meta["n_test"]) == (False, True, 6, 3, 3)
     assert meta["num_classes"] == 3 and meta["classes"] == ["0", "1", "2"]
-    assert meta["image_shape"] == [3, SIZE, SIZE] and meta["pixel_scale"] == 255.0
+    assert meta["image_shape"] == [3, STORED, STORED] and meta["pixel_scale"] == 255.0
+    assert (meta["image_size"], meta["resize"], meta["crop_size"], meta["train_crop"]) == (SIZE, STORED, SIZE, "random")
     pixels_01 = train.astype(np.float64) / 255
     np.testing.assert_allclose(meta["mean"], pixels_01.mean(axis=(0, 2, 3)), atol=1e-6)
     np.testing.assert_allclose(meta["std"], pixels_01.std(axis=(0, 2, 3)), atol=1e-6)
@@ -126,7 +131,8 @@ def test_the_spec_comes_from_meta_with_its_classes_and_statistics(folder):
     assert isinstance(spec, DatasetSpec)
     assert (spec.num_classes, spec.classes) == (3, ("0", "1", "2"))
     assert spec.mean == tuple(meta["mean"]) and spec.std == tuple(meta["std"])
-    assert spec.pixel_scale == 255.0 and spec.hflip and spec.crop_padding == 1 and spec.asym_map is None
+    assert spec.pixel_scale == 255.0 and spec.hflip and spec.crop_padding == 0 and spec.asym_map is None
+    assert (spec.crop_size, spec.train_crop) == (SIZE, "random")  # random crops of SIZE from the stored side
     with pytest.raises(ValueError, match="prepared data set is 'folder' but data.dataset is 'cifar10'"):
         read_meta(base / "prepared", dataset="cifar10")
 
@@ -137,7 +143,7 @@ def test_classes_file_names_the_classes(folder):
     meta = prepare_dataset(config(base, **{"data.val_list": None}).data, base / "prepared")
     assert meta["classes"] == ["cat", "dog", "bird", "fish"] and meta["num_classes"] == 4
     assert meta["has_val"] is False and load_val_set(base / "prepared") is None
-    assert np.load(base / "prepared" / "val_images.npy").shape == (0, 3, SIZE, SIZE)  # always there, empty
+    assert np.load(base / "prepared" / "val_images.npy").shape == (0, 3, STORED, STORED)  # always there, empty
 
 
 # -------------------------------------------------------------------------------------- errors
@@ -184,9 +190,7 @@ def test_missing_list_file(folder):
         ({"data.train_list": None}, "data.train_list", "required"),
         ({"data.test_list": None}, "data.test_list", "required"),
         ({"data.image_size": None}, "data.image_size", "required"),
-        ({"noise.mode": "sym"}, "noise.mode", "allowed: none, file"),
-        ({"noise.mode": "asym"}, "noise.mode", "allowed: none, file"),
-        ({"noise.mode": "sym_true"}, "noise.mode", "allowed: none, file"),
+        ({"noise.mode": "asym"}, "noise.mode", "allowed: none, sym, sym_true, file"),  # no class map
     ],
 )
 def test_folder_config_errors(tmp_path, keys, named, fragment):
@@ -205,8 +209,19 @@ def test_noise_mode_none_keeps_the_given_labels_and_reports_no_rate(folder):
     np.testing.assert_array_equal(pq.read_table(out).column("noisy_label").to_numpy(), [label for _, label in TRAIN])
     assert summary["n_train"] == 6 and summary["n_wrong"] is None and summary["noise_rate_actual"] is None
     json.dumps(summary)
-    with pytest.raises(ValueError, match="allowed: none, file"):
-        noisy_label_file(dataset="folder", prepared=base / "prepared", out=out, mode="sym", rate=0.5, seed=1)
+    with pytest.raises(ValueError, match="allowed: none, sym, sym_true, file"):
+        noisy_label_file(dataset="folder", prepared=base / "prepared", out=out, mode="asym", rate=0.5, seed=1)
+
+
+def test_symmetric_noise_is_injected_on_the_given_labels(folder):
+    """A user's folder with labels they trust: sym noise flips a share of the listed labels (for studies)."""
+    base, _ = folder
+    prepare_dataset(config(base).data, base / "prepared")
+    out = base / "noisy.parquet"
+    summary = noisy_label_file(dataset="folder", prepared=base / "prepared", out=out, mode="sym_true", rate=0.5, seed=1)
+    noisy = pq.read_table(out).column("noisy_label").to_numpy()
+    given = np.array([label for _, label in TRAIN])
+    assert (noisy != given).sum() == 3 and summary["n_train"] == 6  # exactly half changed, to other classes
 
 
 def test_noise_mode_file_replaces_the_given_labels(folder):
@@ -228,13 +243,15 @@ def test_download_stage_for_a_folder(folder):
         "data.val_list": "lists/val.txt", "data.test_list": "lists/test.txt", "data.image_size": SIZE, "noise.mode": "none",
     })
     write_params(base / "params.yaml", params)
+    run_stage_script("check", dvc_stage_args("check"), cwd=base)  # the sources' manifest download checks
     result = run_stage_script("download", dvc_stage_args("download"), cwd=base)
     assert "folder: 6 train / 3 val / 3 test images" in result.stdout
     before = (base / "data" / "prepared" / "meta.json").read_bytes()
 
     (base / "lists" / "test.txt").write_text("t/0.png 2\nt/9.png 1\n")
-    result = run_stage_script("download", dvc_stage_args("download"), cwd=base, check=False)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "lists/test.txt:2: image images/t/9.png not found" in lines[0], lines
+    for stage in ("check", "download"):  # each refuses it alone (download's manifest is now stale)
+        result = run_stage_script(stage, dvc_stage_args(stage), cwd=base, check=False)
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "lists/test.txt:2: image images/t/9.png not found" in lines[0], (stage, lines)
     assert (base / "data" / "prepared" / "meta.json").read_bytes() == before

@@ -72,7 +72,7 @@ def test_the_library_never_imports_orchestration_and_reads_argv_in_stage_only(pa
         assert imports_any(path, ("dvclive",)) == []
 
 
-TRUTH_NAMES = {"load_train_truth", "TRAIN_TRUTH", "clean_mask", "known_clean_mask", "read_truth_mask"}
+TRUTH_NAMES = {"load_train_truth", "TRAIN_TRUTH", "known_clean_mask", "read_truth_mask", "truth_of", "verified_subset"}
 
 
 @pytest.mark.parametrize("stage", ["warmup", "baseline", "train"])

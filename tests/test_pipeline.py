@@ -11,7 +11,9 @@ import pytest
 
 from conftest import TINY_PARAMS, dvc, make_repo, stages_run, tiny_params, write_params
 from dividemix import artifacts
-from dividemix.evaluation import RunArtifacts, accuracy_curves, clean_mask, division_quality, summary_metrics
+from dividemix.evaluation import RunArtifacts, accuracy_curves, division_quality, summary_metrics
+from dividemix.gallery import build_gallery
+from dividemix.truth import truth_of
 
 ARTIFACT_SETS = ["divisions", "mixtures", "losses", "epochs"]
 
@@ -53,8 +55,14 @@ def test_repro_writes_every_artifact_with_its_schema(repro_repo: Path):
     assert set(metrics) == {
         "test_acc_last10", "test_acc_last10_from_epoch", "test_acc_best", "test_acc_last", "ce_test_acc_best",
         "ce_test_acc_last", "division_auc_last", "division_precision_last", "division_recall_last",
-        "noise_rate_actual", "test_acc_best_val",
+        "noise_rate_actual", "test_acc_best_val", "truth", "division_truth_n_last", "export_relabel_accuracy",
+        "export_relabelled_n", "export_cleaned_accuracy", "export_cleaned_n",
     }
+    n_train = len(artifacts.read_table(repro_repo / "data/noisy/labels.parquet", "noisy_labels"))
+    assert metrics.pop("truth") == "full" and metrics.pop("division_truth_n_last") == n_train  # every label known
+    assert 0 < metrics.pop("export_cleaned_n") <= n_train and metrics.pop("export_relabelled_n") >= 0
+    relabelled = metrics.pop("export_relabel_accuracy")
+    assert relabelled is None or 0.0 <= relabelled <= 1.0
     assert metrics.pop("test_acc_best_val") is None  # digits has no validation set
     assert metrics.pop("test_acc_last10") is None  # 2 DivideMix epochs: no "last 10" (never over warm-up)
     assert metrics.pop("test_acc_last10_from_epoch") is None
@@ -83,9 +91,14 @@ def test_repro_matches_the_library_run_bit_for_bit(repro_repo: Path, tiny_run: P
     for checkpoint in ("checkpoints/warmup/nets.pt", "checkpoints/train/last.pt"):  # byte for byte
         assert (repro_repo / checkpoint).read_bytes() == (tiny_run / checkpoint).read_bytes(), checkpoint
     run = RunArtifacts(tiny_run / "artifacts")
-    clean = clean_mask(tiny_run / "data/prepared", tiny_run / "data/noisy/labels.parquet")
-    metrics = summary_metrics(accuracy_curves(run), division_quality(run, clean), clean)
+    prepared, noisy = tiny_run / "data/prepared", tiny_run / "data/noisy/labels.parquet"
+    truth = truth_of(prepared, noisy)
+    gallery, export_figures = build_gallery(run, truth, checkpoint=tiny_run / "checkpoints/train/last.pt",
+                                            prepared=prepared, noisy=noisy)
+    metrics = summary_metrics(accuracy_curves(run), division_quality(run, truth), truth) | export_figures
     assert metrics == json.loads((repro_repo / "metrics/eval.json").read_text())
+    expected = artifacts.table_of(gallery.sort_values("sample_index"), "gallery").to_pandas()
+    pd.testing.assert_frame_equal(artifacts.read_table(repro_repo / "artifacts/gallery.parquet", "gallery"), expected)
 
 
 def test_dvc_plots_name_their_axes_and_count_whole_epochs(repro_repo: Path):
@@ -102,13 +115,17 @@ def test_dvc_plots_name_their_axes_and_count_whole_epochs(repro_repo: Path):
 
 
 def test_second_repro_is_a_no_op(repro_repo: Path):
+    """Only `check` runs (always: it takes the sources' manifest); its output is the same, so nothing follows."""
     result = dvc(repro_repo, "repro")
-    assert stages_run(result.stdout) == set()
+    assert stages_run(result.stdout) == {"check"}
 
 
 def stale_stages(root: Path) -> set[str]:
-    """The stages `dvc status` finds changed (their own deps or params: one step of the graph)."""
-    return set(json.loads(dvc(root, "status", "--json").stdout))
+    """The stages `dvc status` finds changed (their own deps or params: one step of the graph), but
+    `check`, which is always changed (it runs on every repro: the sources' manifest)."""
+    status = json.loads(dvc(root, "status", "--json").stdout)
+    assert "always changed" in status["check"]
+    return set(status) - {"check"}
 
 
 def test_editing_a_module_reruns_only_the_stages_that_execute_it(repro_repo: Path):
@@ -123,7 +140,7 @@ def test_editing_a_module_reruns_only_the_stages_that_execute_it(repro_repo: Pat
     with open(repro_repo / "pipeline/dividemix/datasets/cifar.py", "a") as handle:
         handle.write("# edited by the test\n")
     # download reruns, its output is the same: nothing after it does (report still waits for its edit)
-    assert stages_run(dvc(repro_repo, "repro", "evaluate").stdout) == {"download"}
+    assert stages_run(dvc(repro_repo, "repro", "evaluate").stdout) == {"check", "download"}
 
 
 def test_changing_a_parameter_reruns_only_what_depends_on_it(repro_repo: Path):
@@ -132,9 +149,9 @@ def test_changing_a_parameter_reruns_only_what_depends_on_it(repro_repo: Path):
     # noise.rate: the noise stage's output changes, and with it every stage reading the noisy labels
     # (the rest of the chain follows from theirs: `dvc status` sees one step at a time)
     write_params(repro_repo / "params.yaml", tiny_params(**{"train.lambda_u": 10.0, "noise.rate": 0.3}))
-    assert stale_stages(repro_repo) == {"check", "noise", "report"}  # report prints noise.rate
-    assert stages_run(dvc(repro_repo, "repro", "noise").stdout) == {"noise"}
-    assert stale_stages(repro_repo) == {"check", "warmup", "baseline", "train", "evaluate", "report"}
+    assert stale_stages(repro_repo) == {"noise", "report"}  # report prints noise.rate
+    assert stages_run(dvc(repro_repo, "repro", "noise").stdout) == {"check", "noise"}
+    assert stale_stages(repro_repo) == {"warmup", "baseline", "train", "evaluate", "report"}
     summary = json.loads((repro_repo / "metrics/noise.json").read_text())
     assert abs(summary["noise_rate_actual"] - 0.27) < 0.03
 

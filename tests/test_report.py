@@ -10,13 +10,16 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY_PARAMS, run_stage_script, write_params
+from dividemix import artifacts
 from dividemix.config import parse_config, select
-from dividemix.evaluation import RunArtifacts, accuracy_curves, clean_mask, division_quality, summary_metrics
+from dividemix.evaluation import RunArtifacts, accuracy_curves, division_quality, summary_metrics
+from dividemix.gallery import build_gallery
 from dividemix.noise import noisy_label_file
 from dividemix.presets import CELL_KEYS
 from dividemix.report.build import PARAM_KEYS, build_report
 from dividemix.report.figures import histogram_epochs
 from dividemix.report.tables import NO_PAPER_CELL, format_percent, paper_comparison, results_rows
+from dividemix.truth import truth_of
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -29,8 +32,11 @@ def inputs(tiny_run: Path, tmp_path_factory) -> dict:
     scratch = tmp_path_factory.mktemp("report_inputs")
     prepared, noisy = tiny_run / "data/prepared", tiny_run / "data/noisy/labels.parquet"
     run = RunArtifacts(tiny_run / "artifacts")
-    clean = clean_mask(prepared, noisy)
-    metrics = summary_metrics(accuracy_curves(run), division_quality(run, clean), clean)
+    truth = truth_of(prepared, noisy)
+    gallery, export_figures = build_gallery(run, truth, checkpoint=tiny_run / "checkpoints/train/last.pt",
+                                            prepared=prepared, noisy=noisy)
+    artifacts.write_table(scratch / "gallery.parquet", "gallery", artifacts.table_of(gallery, "gallery"))
+    metrics = summary_metrics(accuracy_curves(run), division_quality(run, truth), truth) | export_figures
     noise = TINY_PARAMS["noise"]
     summary = noisy_label_file(dataset="digits", prepared=prepared, out=scratch / "labels.parquet", **noise)
     (scratch / "eval.json").write_text(json.dumps(metrics))
@@ -39,13 +45,14 @@ def inputs(tiny_run: Path, tmp_path_factory) -> dict:
         "params": select(parse_config(TINY_PARAMS), list(PARAM_KEYS)),
         "run": run, "prepared": prepared, "noisy": noisy, "metrics": metrics, "noise_summary": summary,
         "metrics_file": scratch / "eval.json", "noise_file": scratch / "noise.json",
+        "gallery": scratch / "gallery.parquet", "gallery_rows": gallery,
     }
 
 
 def build(inputs: dict, out: Path, **overrides) -> None:
     kwargs = dict(
         config_params=inputs["params"], run=inputs["run"], prepared=inputs["prepared"], noisy=inputs["noisy"],
-        metrics=inputs["metrics"], noise_summary=inputs["noise_summary"], out=out,
+        metrics=inputs["metrics"], noise_summary=inputs["noise_summary"], out=out, gallery=inputs["gallery"],
     )
     build_report(**(kwargs | overrides))
 
@@ -149,6 +156,7 @@ def stage_args(inputs: dict, tiny_run: Path, metrics: Path, out: Path) -> list[s
         "--noisy", str(tiny_run / "data/noisy/labels.parquet"),
         "--artifacts", str(tiny_run / "artifacts"),
         "--metrics", str(metrics),
+        "--gallery", str(inputs["gallery"]),
         "--noise-summary", str(inputs["noise_file"]),
         "--report", str(out),
     ]
@@ -222,3 +230,16 @@ def test_paper_comparison_rows():
     assert "another network" in paper.note and "model.arch is preact_resnet18" in paper.note
     off = paper_comparison(params | {"noise.key": "random_label3"}, metrics)
     assert (off.preset, off.rows, off.note) == (None, [], NO_PAPER_CELL)
+
+
+def test_the_report_shows_the_samples_to_look_at_as_thumbnails(report: Path, inputs: dict):
+    """Per class the distrusted and the most trusted samples, from the prepared store, with labels."""
+    gallery = inputs["gallery_rows"]
+    page = (report / "index.html").read_text()
+    section = page[page.index('<h2 id="samples">'):]
+    assert section.count('<div class="sample ') == len(gallery) == 60  # 10 classes x (4 + 2)
+    for row in gallery.head(3).itertuples():
+        assert f"#{row.sample_index} {row.group}" in section and f"clean p {row.clean_prob:.3f}" in section
+    markdown = (report / "report.md").read_text()
+    assert "## Samples to look at" in markdown and len(re.findall(r"^\| \d+ \| distrusted \|", markdown, re.M)) == 40
+    assert "Division figures rest on" in markdown and "all with their true label" in markdown

@@ -99,6 +99,22 @@ EPOCHS_V1 = pa.schema([field for field in EPOCHS if not field.name.startswith(("
 
 BASELINE_EPOCHS = pa.schema([("epoch", pa.int32()), ("test_acc", pa.float64())])
 
+# The samples the report and `dividemix inspect` show as thumbnails (evaluate's `gallery`): per
+# class of the given label, the ones the final division distrusts most and the most trusted.
+GALLERY = pa.schema(
+    [
+        ("sample_index", pa.int64()),
+        ("noisy_label", pa.int64()),
+        ("group", pa.string()),  # "distrusted" (lowest clean probability) or "clean" (highest)
+        ("rank", pa.int32()),  # 0: the most distrusted / the most trusted of its class and group
+        ("clean_prob", pa.float32()),  # mean over the networks whose final division holds the sample
+        ("predicted_label", pa.int64()),  # the final ensemble's prediction
+        ("confidence", pa.float32()),
+        ("decision", pa.string()),  # the export's rule (relabel.decide)
+        ("true_label", pa.int64()),  # null unless the truth is known (evaluation: full or verified)
+    ]
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "noisy_labels": NOISY_LABELS,
     "divisions": DIVISIONS,
@@ -106,6 +122,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "losses": LOSSES,
     "epochs": EPOCHS,
     "baseline_epochs": BASELINE_EPOCHS,
+    "gallery": GALLERY,
 }
 
 
@@ -172,6 +189,12 @@ def write_table(
         metadata[b"dividemix.meta"] = json.dumps(meta, sort_keys=True).encode()
     table = table.replace_schema_metadata(metadata)
     write_atomic(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def table_of(frame: Any, name: str) -> pa.Table:
+    """A pandas frame as a table of schema `name` (columns in the schema's order)."""
+    schema = SCHEMAS[name]
+    return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False).replace_schema_metadata(None)
 
 
 def check_schema(path: Path, name: str, schema: pa.Schema) -> str:

@@ -13,13 +13,13 @@ import torch
 from sklearn.mixture import GaussianMixture
 from torch import nn
 
-from dividemix.device_images import DeviceImages
+from dividemix.device_images import ImageBatches
 from dividemix.inference import eval_logits
 
 
 def per_sample_loss(
     net: nn.Module,
-    images: DeviceImages,
+    images: ImageBatches,
     noisy_labels: torch.Tensor,
     *,
     index: torch.Tensor | None = None,
@@ -127,7 +127,7 @@ class Division:
 
 def co_divide_one(
     net: nn.Module,
-    images: DeviceImages,
+    images: ImageBatches,
     noisy_labels: torch.Tensor,
     history: LossHistory,
     *,

@@ -45,6 +45,15 @@ NonNegativeInt = Annotated[int, Field(ge=0)]
 LABEL_FILE_SUFFIXES = (".pt", ".parquet", ".csv")  # noise.file: CIFAR-N .pt, or sample_index/label columns
 
 
+FOLDER_ONLY = ("root", "train_list", "val_list", "test_list", "image_size", "resize", "train_crop", "mean", "std",
+               "truth_list")
+
+
+# Keys that change how a stage runs but no byte of what it writes: read, but no stage's DVC
+# parameter, so that changing them reruns nothing (decode processes, where training holds images).
+RESULT_NEUTRAL = ("data.workers", "data.storage")
+
+
 class DataConfig(_Section):
     dataset: str = "digits"
     # Where downloaded archives are kept (and where a user may place them to skip the download).
@@ -57,7 +66,24 @@ class DataConfig(_Section):
     train_list: str | None = None
     val_list: str | None = None
     test_list: str | None = None
-    image_size: PositiveInt | None = None  # folder images are resized to image_size x image_size
+    # The network's input side: a crop of the stored image (random for training, centred for
+    # evaluation), as the reference's RandomCrop(224) / CenterCrop(224) of Clothing1M.
+    image_size: PositiveInt | None = None
+    # The stored side: every image is resized with its short side to `resize` (the reference's
+    # Resize(256)) and its centre square kept; null: round(image_size * 8 / 7) (256 for 224).
+    resize: PositiveInt | None = None
+    train_crop: Literal["random", "random_resized"] | None = None  # folder; null: random (Clothing1M's)
+    # Normalisation constants as fractions of 255 (the reference's for Clothing1M or ImageNet);
+    # null: measured on the training images by download.
+    mean: Annotated[list[Fraction], Field(min_length=3, max_length=3)] | None = None
+    std: Annotated[list[PositiveFloat], Field(min_length=3, max_length=3)] | None = None
+    # Optional verified subset: "path label" lines giving the true label of some training images
+    # (Clothing1M ships ~48k). Read by evaluate and report only, never by training.
+    truth_list: str | None = None
+    # Decode processes of download (null: every core) and how training holds the images: auto
+    # (folder: streamed from disk; digits/CIFAR: in memory), memory, disk. Neither changes a result.
+    workers: PositiveInt | None = None
+    storage: Literal["auto", "memory", "disk"] = "auto"
 
     @field_validator("dataset")
     @classmethod
@@ -192,8 +218,13 @@ class Config(_Section):
             for key in ("root", "train_list", "test_list", "image_size"):
                 if getattr(data, key) is None:
                     raise ValueError(f"data.{key}: required when data.dataset is 'folder'")
+            if data.resize is not None and data.resize < data.image_size:
+                raise ValueError(f"data.resize: {data.resize} is smaller than data.image_size {data.image_size};"
+                                 " the crop is taken from the stored image (resize >= image_size)")
+            if (data.mean is None) != (data.std is None):
+                raise ValueError("data.mean: data.mean and data.std go together (both, or both null: measured)")
         else:
-            for key in ("root", "train_list", "val_list", "test_list", "image_size"):
+            for key in FOLDER_ONLY:
                 if getattr(data, key) is not None:
                     raise ValueError(
                         f"data.{key}: only read when data.dataset is 'folder' (it is {data.dataset!r}); set it to null"
@@ -209,11 +240,6 @@ class Config(_Section):
     @model_validator(mode="after")
     def _noise_defined_for_dataset(self) -> "Config":
         noise, dataset = self.noise, self.data.dataset
-        if catalog.DATASETS[dataset].folder and noise.mode not in ("none", "file"):
-            raise ValueError(
-                f"noise.mode {noise.mode!r} needs true labels to corrupt, and data set 'folder' has none "
-                "(its training list's labels are the noisy ones); allowed: none, file"
-            )
         if noise.mode == "asym" and not catalog.DATASETS[dataset].asym:
             raise ValueError(
                 f"noise.mode 'asym' is not defined for data set {dataset!r}; allowed: none, sym, sym_true, file"

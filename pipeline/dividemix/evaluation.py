@@ -16,7 +16,7 @@ import pyarrow.dataset as ds
 from sklearn.metrics import roc_auc_score
 
 from dividemix import artifacts
-from dividemix.datasets.prepared import has_truth, load_train_truth
+from dividemix.truth import Truth
 
 
 @dataclass(frozen=True)
@@ -56,20 +56,6 @@ class RunArtifacts:
         return pd.concat([warm, main], ignore_index=True)
 
 
-def clean_mask(prepared: Path, noisy_labels: Path) -> np.ndarray:
-    """True where the noisy label equals the true label (indexed by sample_index)."""
-    truth = load_train_truth(prepared)
-    noisy = artifacts.read_table(noisy_labels, "noisy_labels")["noisy_label"].to_numpy()
-    if len(noisy) != len(truth):
-        raise ValueError(f"{noisy_labels}: {len(noisy)} labels for {len(truth)} training samples")
-    return noisy == truth
-
-
-def known_clean_mask(prepared: Path, noisy_labels: Path) -> np.ndarray | None:
-    """`clean_mask`, or None when the training truth is unknown (a folder data set)."""
-    return clean_mask(prepared, noisy_labels) if has_truth(prepared) else None
-
-
 def accuracy_curves(run: RunArtifacts) -> pd.DataFrame:
     """Per-epoch test accuracy: DivideMix ensemble, each network, the baseline (fractions)."""
     epochs = run.epochs()
@@ -97,33 +83,31 @@ def _auc(clean: np.ndarray, score: np.ndarray) -> float:
     return float(roc_auc_score(clean, score))
 
 
-def division_quality(run: RunArtifacts, clean: np.ndarray | None) -> pd.DataFrame:
-    """Per epoch and network: the labeled set judged against the true clean mask.
+def division_quality(run: RunArtifacts, truth: Truth | None) -> pd.DataFrame:
+    """Per epoch and network: the labeled set judged against the truth, where it is known.
 
     precision = fraction of the labeled set that is truly clean; recall = fraction of the truly
-    clean samples that were labeled; auc = ROC AUC of clean_prob for the clean mask. With no
-    truth (`clean` None) only the labeled-set size is known; the rest is NaN.
+    clean samples that were labeled; auc = ROC AUC of clean_prob for the clean mask; n_truth =
+    the divided samples these rest on (all of them, or those of the verified subset). With no
+    truth only the labeled-set size is known; the rest is NaN.
     """
     divisions = run.divisions(columns=["epoch", "net", "sample_index", "clean_prob", "labeled"])
     rows = []
     for (epoch, net), group in divisions.groupby(["epoch", "net"], sort=True):
         labeled = group["labeled"].to_numpy()
-        n_labeled = int(labeled.sum())
-        if clean is None:
-            rows.append({"epoch": int(epoch), "net": int(net), "n_labeled": n_labeled,
-                         "auc": math.nan, "precision": math.nan, "recall": math.nan})
-            continue
-        is_clean = clean[group["sample_index"].to_numpy()]
-        rows.append(
-            {
-                "epoch": int(epoch),
-                "net": int(net),
-                "n_labeled": n_labeled,
-                "auc": _auc(is_clean, group["clean_prob"].to_numpy()),
-                "precision": float(is_clean[labeled].mean()) if n_labeled else math.nan,
+        row = {"epoch": int(epoch), "net": int(net), "n_labeled": int(labeled.sum()),
+               "auc": math.nan, "precision": math.nan, "recall": math.nan, "n_truth": 0}
+        if truth is not None:
+            index = group["sample_index"].to_numpy()
+            known = truth.known[index]
+            is_clean, labeled, prob = truth.clean[index][known], labeled[known], group["clean_prob"].to_numpy()[known]
+            row |= {
+                "auc": _auc(is_clean, prob) if len(is_clean) else math.nan,
+                "precision": float(is_clean[labeled].mean()) if labeled.any() else math.nan,
                 "recall": float(labeled[is_clean].mean()) if is_clean.any() else math.nan,
+                "n_truth": int(known.sum()),
             }
-        )
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -135,7 +119,7 @@ def _mean(values: pd.Series) -> float | None:
 LAST_EPOCHS = 10  # the paper's "last": the mean test accuracy of the last 10 epochs
 
 
-def summary_metrics(curves: pd.DataFrame, quality: pd.DataFrame, clean: np.ndarray | None) -> dict:
+def summary_metrics(curves: pd.DataFrame, quality: pd.DataFrame, truth: Truth | None) -> dict:
     """The metrics of metrics/eval.json, the paper's headline first; fractions, null when undefined.
 
     `test_acc_last10` is the paper's "last": the mean over the last 10 *DivideMix* epochs (from
@@ -157,7 +141,10 @@ def summary_metrics(curves: pd.DataFrame, quality: pd.DataFrame, clean: np.ndarr
         "division_auc_last": _mean(last["auc"]),
         "division_precision_last": _mean(last["precision"]),
         "division_recall_last": _mean(last["recall"]),
-        "noise_rate_actual": None if clean is None else float(1.0 - clean.mean()),
+        # what the division figures rest on: "full" truth, a "verified" subset, or none (null)
+        "truth": None if truth is None else truth.source,
+        "division_truth_n_last": None if truth is None else int(last["n_truth"].min()),
+        "noise_rate_actual": None if truth is None else float(1.0 - truth.clean[truth.known].mean()),
         "test_acc_best_val": float(curves["best_val"].dropna().iloc[-1]) if "best_val" in curves else None,
     }
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from dividemix.device import autocast
-from dividemix.device_images import DeviceImages
+from dividemix.device_images import ImageBatches
 
 EVAL_BATCH = 1024  # default batch of the eval passes (train.eval_batch_size): no augmentation, no grad
 
@@ -14,7 +14,7 @@ EVAL_BATCH = 1024  # default batch of the eval passes (train.eval_batch_size): n
 @torch.no_grad()
 def eval_logits(
     net: nn.Module,
-    images: DeviceImages,
+    images: ImageBatches,
     *,
     index: torch.Tensor | None = None,
     batch_size: int | None = None,

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+SOURCES = "data/sources.json"
+TRUTH_SOURCES = "data/truth_list.json"
 PREPARED = "data/prepared"
 TRAIN_TRUTH = f"{PREPARED}/train_truth.npy"
 NOISY_LABELS = "data/noisy/labels.parquet"
@@ -23,6 +25,7 @@ BASELINE_ARTIFACTS = f"{ARTIFACTS}/baseline"
 DIVISIONS = f"{ARTIFACTS}/divisions"
 EPOCHS = f"{ARTIFACTS}/epochs"
 EVAL_METRICS = "metrics/eval.json"
+GALLERY = f"{ARTIFACTS}/gallery.parquet"  # evaluate's samples to look at (dividemix.gallery)
 PLOTS = "plots"
 DIVISION_PLOT = f"{PLOTS}/division.csv"
 REPORT = "report"
@@ -39,6 +42,8 @@ class Paths:
     A stage fills in the fields it uses (its `--FIELD` arguments); the others stay None.
     """
 
+    sources: Path | None = None  # check's manifest of the data set's sources (datasets.sources)
+    truth_sources: Path | None = None  # check's record of the verified subset's list (data.truth_list)
     prepared: Path | None = None  # download's folder (datasets.prepared)
     noisy: Path | None = None  # the noisy labels (Parquet)
     noise_summary: Path | None = None  # the noise stage's JSON metric
@@ -48,6 +53,7 @@ class Paths:
     train_checkpoint: Path | None = None  # the resume checkpoint, written every epoch
     artifacts: Path | None = None  # root of divisions/, mixtures/, losses/, epochs/
     metrics: Path | None = None  # evaluate's metrics JSON
+    gallery: Path | None = None  # evaluate's samples to look at, with predictions (Parquet)
     plots: Path | None = None  # the data of `dvc plots`
     report: Path | None = None  # index.html, report.md, figures/
     resume: Path | None = None  # the training stages' kept progress, one folder each (training.resume)
@@ -60,9 +66,9 @@ class Paths:
         The stages never use it (their paths come from dvc.yaml); a test keeps the two equal.
         """
         relative = {
-            "prepared": PREPARED, "noisy": NOISY_LABELS, "noise_summary": NOISE_SUMMARY,
+            "sources": SOURCES, "truth_sources": TRUTH_SOURCES, "prepared": PREPARED, "noisy": NOISY_LABELS, "noise_summary": NOISE_SUMMARY,
             "warmup_checkpoint": WARMUP_CHECKPOINT, "warmup_artifacts": WARMUP_ARTIFACTS,
             "baseline": BASELINE_ARTIFACTS, "train_checkpoint": TRAIN_CHECKPOINT, "artifacts": ARTIFACTS,
-            "metrics": EVAL_METRICS, "plots": PLOTS, "report": REPORT, "resume": RESUME, "live": LIVE,
+            "metrics": EVAL_METRICS, "gallery": GALLERY, "plots": PLOTS, "report": REPORT, "resume": RESUME, "live": LIVE,
         }
         return cls(**{field.name: Path(root) / relative[field.name] for field in fields(cls)})

@@ -13,6 +13,10 @@ permutation.
   CIFAR-N's .pt files (noise.key picks the annotation), or Parquet / CSV with columns
   sample_index, label.
 - none: the labels as they are (a folder data set's listed labels are already noisy).
+
+A folder data set has no training truth: sym and sym_true then corrupt its *listed* labels
+(more noise on top of theirs, e.g. to test a data set whose labels are verified), and the
+wrong-label rate is unknown (evaluation measures it on the verified subset, if any).
 """
 
 from __future__ import annotations
@@ -118,10 +122,9 @@ def noisy_label_file(
     meta = read_meta(prepared, dataset=dataset)
     spec = spec_from_meta(meta)
     truth = load_train_truth(prepared) if meta.get("has_truth", True) else None
-    if truth is None and mode not in ("none", "file"):
-        raise ValueError(
-            f"noise.mode {mode!r} needs the true training labels, which data set {dataset!r} does not have; allowed: none, file"
-        )
+    if truth is None and mode == "asym":
+        raise ValueError(f"noise.mode 'asym' needs a class map, which data set {dataset!r} does not have;"
+                         " allowed: none, sym, sym_true, file")
     base = truth if truth is not None else load_train_given_labels(prepared)
     file_meta = {}
     if mode == "file":

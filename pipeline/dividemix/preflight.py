@@ -26,7 +26,7 @@ def check_machine(config: Config) -> None:
             raise ConfigError("train.device: 'cuda' but no CUDA device is available here; allowed here: auto, cpu")
     named = {"model.pretrained": config.model.pretrained, "noise.file": config.noise.file}
     data = config.data
-    named |= {f"data.{key}": getattr(data, key) for key in ("train_list", "val_list", "test_list")}
+    named |= {f"data.{key}": getattr(data, key) for key in ("train_list", "val_list", "test_list", "truth_list")}
     for key, value in named.items():
         if value is not None and not Path(value).is_file():
             raise ConfigError(f"{key}: {value}: file not found")

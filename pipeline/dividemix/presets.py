@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dividemix.config import Config, parse_config
+from dividemix.config import FOLDER_ONLY, Config, parse_config
 
 # What every paper run of DivideMix shares: the full method (no ablation) on the GPU path.
 FULL_METHOD = {f"ablation.{key}": True for key in
@@ -35,7 +35,7 @@ CIFAR_GPU_PATH = {"train.amp": False, "train.channels_last": True}
 # Train_cifar.py's defaults and the paper's CIFAR schedule (300 epochs, lr / 10 at 150, ramp 16).
 CIFAR_COMMON: dict[str, Any] = {
     # the folder keys are only read for data.dataset 'folder' (config refuses them otherwise)
-    **{f"data.{key}": None for key in ("root", "train_list", "val_list", "test_list", "image_size")},
+    **{f"data.{key}": None for key in FOLDER_ONLY},
     "model.arch": "preact_resnet18",
     "model.pretrained": None,
     "noise.file": None,
@@ -172,10 +172,12 @@ CLOTHING1M = Preset(
     "clothing1m", "clothing1m", "Clothing1M (14 classes, real noise): paper Table 3",
     {
         "data.dataset": "folder",
-        "data.image_size": 224,  # Train_Clothing1M: resize 256, crop 224
-        "noise.mode": "none",  # the training list's labels are the noisy ones
-        "noise.file": None,
-        "noise.key": None,
+        # dataloader_clothing1M.py: Resize(256), RandomCrop(224) + flip / CenterCrop(224), its constants
+        "data.image_size": 224, "data.resize": 256, "data.train_crop": "random",
+        "data.mean": [0.6959, 0.6537, 0.6371],
+        "data.std": [0.3113, 0.3192, 0.3214],
+        "data.truth_list": None, "noise.mode": "none",  # the training list's labels are the noisy ones
+        "noise.file": None, "noise.key": None,
         "model.arch": "resnet50",
         "model.pretrained": "weights/resnet50-0676ba61.pth",
         "train.protocol": "clothing1m",
@@ -209,8 +211,11 @@ WEBVISION = Preset(
     "webvision", "webvision", "WebVision 1.0, first 50 classes (Google subset): paper Table 4",
     {
         "data.dataset": "folder",
-        "data.image_size": 299,  # Train_webvision: resize 320, crop 299
-        "noise.mode": "none",
+        # dataloader_webvision.py: Resize(320), RandomResizedCrop(299) + flip / CenterCrop(299), ImageNet's
+        "data.image_size": 299, "data.resize": 320, "data.train_crop": "random_resized",
+        "data.mean": [0.485, 0.456, 0.406],
+        "data.std": [0.229, 0.224, 0.225],
+        "data.truth_list": None, "noise.mode": "none",
         "noise.file": None,
         "noise.key": None,
         "model.arch": "inception_resnet_v2",

@@ -1,4 +1,5 @@
-"""Audit subcommands of `dividemix`: diff (two runs' divisions), trace (one sample), export (cleaned labels).
+"""Audit subcommands of `dividemix`: diff (two runs' divisions), trace (one sample), export (cleaned
+labels), inspect (thumbnails of the samples to look at).
 
 The work is done by `dividemix.audit`; this module parses the arguments, prints and writes.
 A source is a run folder (a pipeline root with artifacts/ and data/, or its artifacts/ folder), a
@@ -60,6 +61,18 @@ def register(subparsers) -> None:
                         help="where the networks run (default: auto)")
     export.set_defaults(func=run_export)
 
+    inspect = subparsers.add_parser(
+        "inspect",
+        help="a page of thumbnails: the samples a run distrusts or relabels, and its most trusted",
+        description="Per class (given label): the samples of the final division with the lowest clean probability "
+        "and, for contrast, the highest, with the final networks' prediction and the export's decision, as "
+        "thumbnails from the run's prepared store (the gallery the evaluate stage wrote).",
+    )
+    inspect.add_argument("--source", type=Path, default=Path("."), help="the run folder (default: .)")
+    inspect.add_argument("--class", dest="classes", help="only these given labels: 3 or 3,7")
+    inspect.add_argument("--out", type=Path, default=Path("inspect.html"), help="the page (default: inspect.html)")
+    inspect.set_defaults(func=run_inspect)
+
 
 def run_diff(args: argparse.Namespace) -> int:
     from dividemix.audit import diff, text
@@ -89,9 +102,27 @@ def run_diff(args: argparse.Namespace) -> int:
         from dividemix.audit.pages import diff_html
         from dividemix.io import write_text_atomic
 
-        write_text_atomic(args.html, diff_html(result))
+        write_text_atomic(args.html, diff_html(result, movers_section(result, [a, b], Path(args.repo))))
         print(f"page: {args.html}")
     return 0
+
+
+def movers_section(result, sources, repo: Path) -> str:
+    """The page's thumbnails of the samples that moved, from a prepared store of the same images."""
+    from dividemix import layout
+    from dividemix.audit import movers
+    from dividemix.datasets.prepared import read_meta
+    from dividemix.thumbnails import thumbnail_uris
+
+    local = [Path(s.root) / layout.PREPARED for s in sources if s.fs is None and s.has_data]
+    prepared = movers.store_for(result, local + [repo / layout.PREPARED])
+    if prepared is None:
+        return '<p class="note">No thumbnails: no prepared store of these training images at hand (dvc repro).</p>'
+    frame = movers.movers(result)
+    if frame.empty:
+        return '<p class="note">No sample changed side in the last compared epoch.</p>'
+    uris = thumbnail_uris(prepared, frame["sample_index"].to_numpy())
+    return movers.movers_html(frame, uris, list(read_meta(prepared)["classes"]), result)
 
 
 def run_trace(args: argparse.Namespace) -> int:
@@ -135,6 +166,21 @@ def run_export(args: argparse.Namespace) -> int:
     print(f"final division: epoch {info['epoch']}; threshold {info['threshold']}; {counts} of {len(frame)}")
     for path in written:
         print(f"wrote {path}")
+    return 0
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    from dividemix.audit.inspect_page import inspect_html
+    from dividemix.io import write_text_atomic
+
+    classes = None
+    if args.classes:
+        try:
+            classes = [int(part) for part in args.classes.split(",")]
+        except ValueError:
+            raise CliError(f"--class {args.classes}: expected class numbers, e.g. 3 or 3,7") from None
+    write_text_atomic(args.out, inspect_html(args.source, classes))
+    print(f"page: {args.out}")
     return 0
 
 

@@ -56,6 +56,8 @@ class DiffResult:
     truth_b: bool = False
     compared: list[int] = field(default_factory=list)  # the epochs compared (common, or those asked for)
     last: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # net -> (prob_a, prob_b)
+    last_labeled: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # net -> (a, b)
+    noisy_label: np.ndarray | None = None  # A's noisy labels (the samples' classes)
 
 
 def align_epochs(name_a: str, epochs_a: list[int], name_b: str, epochs_b: list[int]) -> tuple[list[int], list[str]]:
@@ -146,6 +148,8 @@ def diff_runs(
                 per_sample.write(epoch, net, la, lb, prob_a, prob_b)
             if epoch == common[-1]:
                 result.last[net] = (prob_a, prob_b)
+                result.last_labeled[net] = (la, lb)
+                result.noisy_label = div_a.noisy_label
     result.summary = pd.DataFrame(rows)
     if by_class:
         frame = pd.concat(class_rows, ignore_index=True)

@@ -34,12 +34,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dividemix import layout
 from dividemix.audit.epochs import division_epochs, division_threshold, read_epoch
-from dividemix.audit.sources import CHECKPOINT, DIVISIONS, NOISY, AuditError, RunSource
+from dividemix.audit.sources import CHECKPOINT, AuditError, RunSource
 from dividemix.io import atomic_path
+from dividemix.relabel import DECISIONS, decide, ensemble_predictions
 
-DECISIONS = ("kept", "relabelled", "distrusted")
 EXPORT_SCHEMA = pa.schema(
     [
         ("sample_index", pa.int64()),
@@ -70,70 +69,6 @@ def final_division(source: RunSource) -> FinalDivision:
     return FinalDivision(epoch, division.noisy_label, division.clean_prob, division.params)
 
 
-def decide(
-    noisy_label: np.ndarray, predicted: np.ndarray, confidence: np.ndarray, clean_prob: np.ndarray, threshold: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """The decision of each sample and its cleaned label (-1 for distrusted), as the module docstring.
-
-    Returns (decision codes indexing DECISIONS, cleaned labels).
-    """
-    trusted = clean_prob > threshold
-    agrees = predicted == noisy_label
-    kept = trusted & agrees
-    relabelled = ~trusted & ~agrees & (confidence > threshold)
-    codes = np.full(len(noisy_label), DECISIONS.index("distrusted"), dtype=np.int8)
-    codes[kept] = DECISIONS.index("kept")
-    codes[relabelled] = DECISIONS.index("relabelled")
-    cleaned = np.where(kept, noisy_label, np.where(relabelled, predicted, -1))
-    return codes, cleaned
-
-
-def ensemble_predictions(
-    root: Path, params: dict[str, Any], *, device: str = "auto"
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Predicted label and confidence of every training image by the final networks.
-
-    Loads checkpoints/train/last.pt into the networks the run's recorded parameters describe
-    (`Workspace.new_net`), and runs `inference.eval_logits` on the prepared training images
-    (eval mode, no augmentation). Prediction: argmax of the sum of both networks' logits (the
-    ensemble of the test accuracy); confidence: the mean of the two networks' softmax
-    probabilities of that class. Returns (predicted, confidence, checkpoint epoch).
-    """
-    checkpoint = root / CHECKPOINT
-    if not checkpoint.exists():
-        raise AuditError(f"{checkpoint}: no trained networks; run the train stage first")
-
-    import torch  # here, not at the top: diff and trace never need it
-
-    from dividemix.config import parse_config
-    from dividemix.inference import eval_logits
-    from dividemix.training.checkpoint import load_checkpoint
-    from dividemix.training.workspace import NETS, Workspace
-
-    config = parse_config(nested_params(params, device=device), source=f"{root / DIVISIONS} metadata")
-    ws = Workspace.load(config, root / layout.PREPARED, root / NOISY)
-    state = load_checkpoint(checkpoint, ws.device)
-    logits = []
-    for net_id in NETS:
-        net = ws.new_net(net_id)
-        net.load_state_dict(state["nets"][str(net_id)])
-        logits.append(eval_logits(net, ws.train_images))
-    predicted = (logits[0] + logits[1]).argmax(1)
-    probs = torch.stack([lg.softmax(1) for lg in logits]).mean(0)
-    confidence = probs.gather(1, predicted[:, None])[:, 0]
-    return predicted.cpu().numpy().astype(np.int64), confidence.cpu().numpy().astype(np.float32), int(state["epoch"])
-
-
-def nested_params(params: dict[str, Any], *, device: str) -> dict[str, dict[str, Any]]:
-    """Dotted keys as recorded in the artifacts ({'train.lr': ...}) into params.yaml's nesting."""
-    nested: dict[str, dict[str, Any]] = {}
-    for key, value in params.items():
-        section, name = key.split(".", 1)
-        nested.setdefault(section, {})[name] = value
-    nested.setdefault("train", {})["device"] = device
-    return nested
-
-
 def cleaned_labels(root: Path, *, threshold: float | None = None, device: str = "auto") -> tuple[pd.DataFrame, dict]:
     """The cleaned label set of the run at `root` (EXPORT_SCHEMA columns) and what it was made from."""
     source = RunSource(str(root), str(root))
@@ -144,7 +79,10 @@ def cleaned_labels(root: Path, *, threshold: float | None = None, device: str = 
     if not 0.0 < tau < 1.0:
         what = "--threshold" if threshold is not None else "the run's train.p_threshold"
         raise AuditError(f"{what} {tau}: must be in (0, 1)")
-    predicted, confidence, checkpoint_epoch = ensemble_predictions(Path(root), final.params, device=device)
+    try:
+        predicted, confidence, checkpoint_epoch = ensemble_predictions(Path(root), final.params, device=device)
+    except FileNotFoundError as exc:
+        raise AuditError(str(exc)) from None
     if checkpoint_epoch != final.epoch:
         raise AuditError(
             f"{root / CHECKPOINT} is from epoch {checkpoint_epoch} but the last division is epoch {final.epoch}; "

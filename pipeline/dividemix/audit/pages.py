@@ -11,6 +11,7 @@ from matplotlib.ticker import MaxNLocator
 from dividemix.audit.diff import DiffResult
 from dividemix.audit.text import diff_header, summary_columns
 from dividemix.plotting import figure_png, plt, png_data_uri
+from dividemix.thumbnails import GALLERY_CSS
 
 NET_COLORS = {1: "tab:blue", 2: "tab:orange"}
 
@@ -121,12 +122,12 @@ def _html_frame(frame: pd.DataFrame) -> str:
     return f"<table>\n<tr>{head}</tr>\n{body}\n</table>"
 
 
-def diff_html(result: DiffResult) -> str:
+def diff_html(result: DiffResult, extra: str = "") -> str:
     """A self-contained page: the comparison's figures (base64 PNG) and tables; no script, no network."""
     esc = html.escape
     title = f"Division diff: {result.name_a} vs {result.name_b}"
     parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-             f"<title>{esc(title)}</title>", f"<style>{_PAGE_CSS}</style>", "</head>", "<body>",
+             f"<title>{esc(title)}</title>", f"<style>{_PAGE_CSS}{GALLERY_CSS}</style>", "</head>", "<body>",
              f"<h1>{esc(title)}</h1>"]
     parts += [f'<p class="note">{esc(line)}</p>' for line in diff_header(result)]
     for caption_title, caption, png in diff_figures(result):
@@ -139,5 +140,5 @@ def diff_html(result: DiffResult) -> str:
         parts += [f"<h2>Per class (noisy label), epoch {last}</h2>",
                   '<p class="note">The last compared epoch; every epoch\'s rows are in the terminal output.</p>',
                   _html_frame(result.by_class[result.by_class["epoch"] == last])]
-    parts += ["</body>", "</html>", ""]
+    parts += [extra, "</body>", "</html>", ""]
     return "\n".join(parts)

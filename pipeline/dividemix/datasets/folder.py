@@ -1,109 +1,49 @@
-"""Your own images, in the layout of Clothing1M: `data.root` plus list files.
+"""Your own images, in the layout of Clothing1M: `data.root` plus list files, at any size.
 
-A list file has one "relative/path.jpg label" line per image; the training list's labels are the
-*given* (already noisy) labels: there is no training truth. Images are decoded, resized to
-data.image_size square and stored as uint8 arrays, so the whole set lives on the device as for
-CIFAR: fine up to a few hundred thousand images at modest sizes (100,000 x 3 x 64 x 64 is 1.2 GB).
+A list file has one "relative/path.jpg label" line per image (`folder_lists`); the training
+list's labels are the *given* (possibly noisy) labels: there is no training truth. `download`
+decodes every listed image once, in parallel, into the prepared store (`image_store`): the short
+side resized to data.resize and the centre square kept (`image_decode`), the reference's
+Resize(256) before its crops. Training streams batches from that store and crops on the device
+(`streamed_images`); nothing holds all images in memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
+import os
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dividemix.datasets.prepared import write_prepared
+from dividemix.datasets.folder_lists import ImageList, class_names, read_image_list
+from dividemix.datasets.image_store import RateLine, StoreSummary, write_store
+from dividemix.datasets.prepared import SPLIT_IMAGES, TRAIN_PATHS, finish_prepared
 from dividemix.datasets.spec import DatasetSpec, DataSourceError
-from dividemix.io import file_digest
+from dividemix.io import file_digest, write_text_atomic
 
 if TYPE_CHECKING:
     from dividemix.config import DataConfig
 
-CLASSES_FILE = "classes.txt"  # optional, in data.root: one class name per line, line i names label i
+
+def stored_side(data: "DataConfig") -> int:
+    """data.resize, or the reference's ratio 256 / 224 applied to data.image_size."""
+    return data.resize if data.resize is not None else int(round(data.image_size * 8 / 7))
 
 
-@dataclass(frozen=True)
-class ImageList:
-    """A parsed list file: image paths (relative to data.root), labels, and their line numbers."""
-
-    source: Path
-    paths: tuple[str, ...]
-    labels: np.ndarray
-    lines: tuple[int, ...]
-
-
-def read_image_list(list_file: str | Path, root: Path) -> ImageList:
-    """Parse "relative/path.jpg label" lines (blank lines and # comments skipped); check files exist."""
-    list_file = Path(list_file)
-    try:
-        text = list_file.read_text()
-    except FileNotFoundError:
-        raise DataSourceError(f"{list_file}: list file not found") from None
-    except UnicodeDecodeError:
-        raise DataSourceError(f"{list_file}: not a text file") from None
-    paths, labels, lines = [], [], []
-    for number, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.rsplit(None, 1)  # the path may contain spaces; the label is the last field
-        if len(parts) != 2 or re.fullmatch(r"-?[0-9]+", parts[1]) is None:
-            raise DataSourceError(f"{list_file}:{number}: malformed line {line[:80]!r} (want 'relative/path.jpg label')")
-        path, label = parts[0], int(parts[1])
-        if label < 0:
-            raise DataSourceError(f"{list_file}:{number}: label {label} is negative")
-        if PurePosixPath(path).is_absolute() or ".." in PurePosixPath(path).parts:
-            raise DataSourceError(f"{list_file}:{number}: image path {path!r} must be relative to data.root, without '..'")
-        if not (root / path).is_file():
-            raise DataSourceError(f"{list_file}:{number}: image {root / path} not found")
-        paths.append(path)
-        labels.append(label)
-        lines.append(number)
-    if not paths:
-        raise DataSourceError(f"{list_file}: no images listed")
-    return ImageList(list_file, tuple(paths), np.asarray(labels, dtype=np.int64), tuple(lines))
-
-
-def load_images(listing: ImageList, root: Path, size: int) -> np.ndarray:
-    """Decode every listed image as RGB, resize it to size x size (antialiased); (N, 3, size, size) uint8.
-
-    Decoded with Pillow (torchvision.io's decoders are deprecated from torchvision 0.29), resized
-    with torchvision's resize on the uint8 tensor. The aspect ratio is not kept (a plain resize,
-    as Clothing1M's Resize((256, 256)) in the reference).
-    """
-    import torch  # here: digits and CIFAR downloads need no torch (seconds of import)
-    from PIL import Image
-    from torchvision.transforms.v2 import functional as tvf
-
-    out = np.empty((len(listing.paths), 3, size, size), dtype=np.uint8)
-    for i, (path, line) in enumerate(zip(listing.paths, listing.lines)):
-        try:
-            with Image.open(root / path) as image:
-                rgb = np.array(image.convert("RGB"))  # a writable copy for torch.from_numpy
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            raise DataSourceError(f"{listing.source}:{line}: cannot read image {root / path} ({exc})") from None
-        tensor = torch.from_numpy(rgb).permute(2, 0, 1)
-        out[i] = tvf.resize(tensor, [size, size], antialias=True).numpy()
-    return out
-
-
-def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of uint8 images, as fractions of 255 (computed in chunks, float64)."""
-    total = np.zeros(images.shape[1])
-    squares = np.zeros(images.shape[1])
-    for start in range(0, len(images), 1024):
-        chunk = images[start : start + 1024].astype(np.float64) / 255.0
-        total += chunk.sum(axis=(0, 2, 3))
-        squares += np.square(chunk).sum(axis=(0, 2, 3))
-    count = images.shape[0] * images.shape[2] * images.shape[3]
-    mean = total / count
-    # A floor of one grey level: a constant channel would otherwise divide by zero.
-    std = np.maximum(np.sqrt(np.maximum(squares / count - mean**2, 0.0)), 1 / 255)
-    return tuple(round(float(m), 6) for m in mean), tuple(round(float(s), 6) for s in std)
+def read_lists(data: "DataConfig") -> dict[str, ImageList]:
+    """The train, test and (optional) val lists, every listed image checked to exist."""
+    if data is None or None in (data.root, data.train_list, data.test_list, data.image_size):
+        raise DataSourceError("data.dataset 'folder' needs data.root, data.train_list, data.test_list and data.image_size")
+    root = Path(data.root)
+    if not root.is_dir():
+        raise DataSourceError(f"{root}: data.root is not a folder")
+    lists = {"train": read_image_list(data.train_list, root), "test": read_image_list(data.test_list, root)}
+    if data.val_list is not None:
+        lists["val"] = read_image_list(data.val_list, root)
+    return lists
 
 
 @dataclass(frozen=True)
@@ -115,53 +55,44 @@ class FolderSpec(DatasetSpec):
     """
 
     def prepare(self, dest: Path, data: "DataConfig | None" = None) -> dict:
-        if data is None or None in (data.root, data.train_list, data.test_list, data.image_size):
-            raise DataSourceError("data.dataset 'folder' needs data.root, data.train_list, data.test_list and data.image_size")
-        root, size = Path(data.root), data.image_size
-        if not root.is_dir():
-            raise DataSourceError(f"{root}: data.root is not a folder")
-        lists = {"train": read_image_list(data.train_list, root), "test": read_image_list(data.test_list, root)}
-        if data.val_list is not None:
-            lists["val"] = read_image_list(data.val_list, root)
-        classes = self._classes(root, lists)
-        images = {split: load_images(listing, root, size) for split, listing in lists.items()}
-        mean, std = channel_stats(images["train"])
-        spec = dataclasses.replace(
-            self, num_classes=len(classes), classes=classes, mean=mean, std=std, crop_padding=folder_crop_padding(size)
-        )
-        val = (images["val"], lists["val"].labels) if "val" in lists else None
+        lists = read_lists(data)
+        dest.mkdir(parents=True, exist_ok=True)
+        classes = class_names(Path(data.root), lists)
+        side = stored_side(data)
+        workers = data.workers or os.cpu_count() or 1
+        # Every split's file exists (dvc.yaml lists them), the val store empty without a val list.
+        summaries = {split: self._store(dest / SPLIT_IMAGES[split], Path(data.root), lists.get(split), side, workers)
+                     for split in ("train", "val", "test")}
+        mean, std = (tuple(data.mean), tuple(data.std)) if data.mean is not None else summaries["train"].mean_std()
+        spec = dataclasses.replace(self, num_classes=len(classes), classes=classes, mean=mean, std=std,
+                                   crop_size=data.image_size, train_crop=data.train_crop or "random")
+        write_text_atomic(dest / TRAIN_PATHS, "".join(f"{path}\n" for path in lists["train"].paths))
+        report_notes(summaries)
+        val_labels = lists["val"].labels if "val" in lists else np.zeros(0, dtype=np.int64)
         sources = {f"{split}_list_sha256": file_digest(listing.source) for split, listing in lists.items()}
-        return write_prepared(
-            spec, dest, images["train"], lists["train"].labels, images["test"], lists["test"].labels,
-            val=val, has_truth=False, extra_meta={"image_size": size, **sources},
+        return finish_prepared(
+            spec, dest, lists["train"].labels, lists["test"].labels, val_labels, has_truth=False,
+            image_shape=(3, side, side), digests={split: s.sha256 for split, s in summaries.items()},
+            extra_meta={"image_size": data.image_size, "resize": side, **sources},
         )
 
     @staticmethod
-    def _classes(root: Path, lists: dict[str, ImageList]) -> tuple[str, ...]:
-        """Names from root/classes.txt when present, else "0".."K-1" for the largest label K-1 found."""
-        names_file = root / CLASSES_FILE
-        if names_file.is_file():
-            names = tuple(line.strip() for line in names_file.read_text().splitlines() if line.strip())
-            if len(names) < 2:
-                raise DataSourceError(f"{names_file}: at least two class names needed, one per line")
-        else:
-            names = tuple(str(k) for k in range(1 + max(int(listing.labels.max()) for listing in lists.values())))
-        for listing in lists.values():
-            bad = np.flatnonzero(listing.labels >= len(names))
-            if len(bad):
-                i = int(bad[0])
-                raise DataSourceError(
-                    f"{listing.source}:{listing.lines[i]}: label {listing.labels[i]} out of range [0, {len(names)})"
-                    f" ({names_file} names {len(names)} classes)"
-                )
-        if len(names) < 2:
-            raise DataSourceError(f"{lists['train'].source}: every label is 0; a classifier needs at least two classes")
-        return names
+    def _store(target: Path, root: Path, listing: ImageList | None, side: int, workers: int) -> StoreSummary:
+        items = () if listing is None else listing
+        line = RateLine(target.stem, len(items))
+        summary = write_store(target, root, items, side, workers=workers, progress=line)
+        rate = line.close()
+        if items:
+            print(f"[download] {target.name}: {len(items)} images at {side}x{side} ({rate:.0f} images/s, "
+                  f"{workers} workers)", flush=True)
+        return summary
 
 
-def folder_crop_padding(image_size: int) -> int:
-    """Random-translation range of folder images: 1/8 of the side (CIFAR's 4 pixels at 32)."""
-    return max(1, image_size // 8)
+def report_notes(summaries: dict[str, StoreSummary]) -> None:
+    """One line per kind of unusual image (CMYK, palette, 16-bit): how many, and the first of them."""
+    for split, summary in summaries.items():
+        for note, where in summary.notes.items():
+            print(f"[download] note: {len(where)} {split} image(s) {note} (first: {sorted(where)[0]})", flush=True)
 
 
 FOLDER = FolderSpec(
@@ -173,5 +104,5 @@ FOLDER = FolderSpec(
     std=(),
     crop_padding=0,
     hflip=True,
-    asym_map=None,  # no truth to corrupt: noise.mode none or file
+    asym_map=None,  # no class map: noise.mode none, sym, sym_true or file
 )

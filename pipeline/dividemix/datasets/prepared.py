@@ -3,9 +3,11 @@
 Layout of a prepared folder::
 
     meta.json                 the data set's name, classes, image shape, pixel scale, mean/std,
-                              training augmentation (crop_padding, hflip), asymmetric-noise map,
-                              sizes, has_truth, has_val, format (written last: it marks completion)
-    train_images.npy          (N, C, H, W) uint8
+                              transforms (crop_padding, crop_size, train_crop, hflip), asymmetric-
+                              noise map, sizes, has_truth, has_val, each image file's content
+                              digest, format (written last: it marks completion)
+    train_images.npy          (N, C, H, W) uint8 (a folder data set's: the store, `image_store`)
+    train_paths.txt           folder data sets only: row i's image path, as in the training list
     train_truth.npy           (N,) int64   -- true training labels: never read by training
                                               (absent for folder data sets: truth unknown)
     train_given_labels.npy    (N,) int64   -- folder data sets only: the training list's labels
@@ -21,6 +23,7 @@ so they read this folder alone and never import the code that made it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -30,6 +33,7 @@ from dividemix.datasets.spec import DatasetSpec
 from dividemix.io import write_atomic, write_json_atomic
 
 TRAIN_IMAGES = "train_images.npy"
+TRAIN_PATHS = "train_paths.txt"
 TRAIN_TRUTH = "train_truth.npy"
 TEST_IMAGES = "test_images.npy"
 TEST_LABELS = "test_labels.npy"
@@ -38,7 +42,8 @@ VAL_IMAGES = "val_images.npy"
 VAL_LABELS = "val_labels.npy"
 META = "meta.json"
 # Bumped whenever meta.json or the files change; an older folder is refused (rerun download).
-FORMAT = 2
+FORMAT = 3
+SPLIT_IMAGES = {"train": TRAIN_IMAGES, "val": VAL_IMAGES, "test": TEST_IMAGES}
 
 ImageArrays = tuple[np.ndarray, np.ndarray]  # (images (N, C, H, W) uint8, labels (N,) int64)
 
@@ -55,41 +60,61 @@ def write_prepared(
     has_truth: bool = True,
     extra_meta: dict | None = None,
 ) -> dict:
-    """Write a prepared folder; every file atomically, meta.json last (it marks completion).
+    """Write a prepared folder from in-memory arrays (digits, CIFAR); meta.json last.
 
-    `has_truth=False` (folder data sets): `train_labels` are the given, already noisy labels and
-    go to train_given_labels.npy; no train_truth.npy is written. `extra_meta` adds entries
-    (a folder data set's list digests).
+    `has_truth=False`: `train_labels` are the given, already noisy labels (train_given_labels.npy).
     """
     dest.mkdir(parents=True, exist_ok=True)
-    arrays = {
-        TRAIN_IMAGES: np.ascontiguousarray(train_images, dtype=np.uint8),
-        TRAIN_TRUTH if has_truth else TRAIN_GIVEN: np.ascontiguousarray(train_labels, dtype=np.int64),
-        TEST_IMAGES: np.ascontiguousarray(test_images, dtype=np.uint8),
-        TEST_LABELS: np.ascontiguousarray(test_labels, dtype=np.int64),
-    }
+    images = {"train": train_images, "test": test_images}
     # The validation files always exist (empty without a validation set), so that dvc.yaml can
     # list them as dependencies of the training stages whatever the data set.
-    if val is None:
-        val = (np.zeros((0, *arrays[TRAIN_IMAGES].shape[1:]), dtype=np.uint8), np.zeros(0, dtype=np.int64))
-    arrays[VAL_IMAGES] = np.ascontiguousarray(val[0], dtype=np.uint8)
-    arrays[VAL_LABELS] = np.ascontiguousarray(val[1], dtype=np.int64)
-    for name, array in arrays.items():
+    images["val"] = val[0] if val is not None else np.zeros((0, *np.shape(train_images)[1:]), dtype=np.uint8)
+    digests = {}
+    for split, array in images.items():
+        array = np.ascontiguousarray(array, dtype=np.uint8)
+        write_atomic(dest / SPLIT_IMAGES[split], lambda tmp, a=array: _save_npy(tmp, a))
+        digests[split] = rows_digest(array)
+    val_labels = val[1] if val is not None else np.zeros(0, dtype=np.int64)
+    return finish_prepared(spec, dest, train_labels, test_labels, val_labels, has_truth=has_truth,
+                           image_shape=np.shape(train_images)[1:], digests=digests, extra_meta=extra_meta)
+
+
+def finish_prepared(spec: DatasetSpec, dest: Path, train_labels: np.ndarray, test_labels: np.ndarray,
+                    val_labels: np.ndarray, *, has_truth: bool, image_shape, digests: dict[str, str],
+                    extra_meta: dict | None = None) -> dict:
+    """The label files and meta.json beside image files already written (meta.json last: complete)."""
+    labels = {
+        TRAIN_TRUTH if has_truth else TRAIN_GIVEN: train_labels,
+        TEST_LABELS: test_labels,
+        VAL_LABELS: val_labels,
+    }
+    for name, array in labels.items():
+        array = np.ascontiguousarray(array, dtype=np.int64)
         # np.save appends ".npy" to a name without it, so write through an open handle.
         write_atomic(dest / name, lambda tmp, a=array: _save_npy(tmp, a))
     meta = {
         **spec_meta(spec),
-        "image_shape": list(arrays[TRAIN_IMAGES].shape[1:]),
-        "n_train": int(len(arrays[TRAIN_IMAGES])),
-        "n_test": int(len(arrays[TEST_IMAGES])),
-        "n_val": int(len(arrays[VAL_IMAGES])),
+        "image_shape": [int(d) for d in image_shape],
+        "n_train": int(len(train_labels)),
+        "n_test": int(len(test_labels)),
+        "n_val": int(len(val_labels)),
         "has_truth": has_truth,
-        "has_val": len(arrays[VAL_IMAGES]) > 0,
+        "has_val": len(val_labels) > 0,
+        # What the images are, so that a checkpoint's fingerprint reads meta.json, never the images.
+        "images_sha256": dict(sorted(digests.items())),
         "format": FORMAT,
         **(extra_meta or {}),
     }
     write_json_atomic(dest / META, meta)
     return meta
+
+
+def rows_digest(images: np.ndarray) -> str:
+    """SHA-256 over the SHA-256 of each row, in row order: the same for a store written in parallel."""
+    digest = hashlib.sha256()
+    for row in images:
+        digest.update(hashlib.sha256(np.ascontiguousarray(row).tobytes()).digest())
+    return digest.hexdigest()
 
 
 def spec_meta(spec: DatasetSpec) -> dict:
@@ -105,6 +130,8 @@ def spec_meta(spec: DatasetSpec) -> dict:
         "crop_padding": spec.crop_padding,
         "hflip": spec.hflip,
         "asym_map": asym,
+        "crop_size": spec.crop_size,
+        "train_crop": spec.train_crop,
     }
 
 
@@ -121,6 +148,8 @@ def spec_from_meta(meta: dict) -> DatasetSpec:
         crop_padding=int(meta["crop_padding"]),
         hflip=bool(meta["hflip"]),
         asym_map=None if asym is None else {int(k): int(v) for k, v in asym.items()},
+        crop_size=int(meta["crop_size"]),
+        train_crop=meta["train_crop"],
     )
 
 
@@ -167,6 +196,21 @@ def load_val_set(prepared: Path) -> ImageArrays | None:
 
 def load_train_images(prepared: Path) -> np.ndarray:
     return np.load(Path(prepared) / TRAIN_IMAGES, allow_pickle=False)
+
+
+def images_path(prepared: Path, split: str) -> Path:
+    """The image file of `split` (train, val, test): what a streamed image set reads."""
+    return Path(prepared) / SPLIT_IMAGES[split]
+
+
+def split_labels(prepared: Path, split: str) -> np.ndarray:
+    """The clean labels of the test or val split."""
+    return np.load(Path(prepared) / {"test": TEST_LABELS, "val": VAL_LABELS}[split], allow_pickle=False)
+
+
+def load_train_paths(prepared: Path) -> list[str]:
+    """A folder data set's image paths in row order (as the training list writes them)."""
+    return (Path(prepared) / TRAIN_PATHS).read_text().splitlines()
 
 
 def load_test_set(prepared: Path) -> ImageArrays:

@@ -33,6 +33,13 @@ class DatasetSpec:
     crop_padding: int  # random translation of up to this many pixels (zero padding, then crop)
     hflip: bool  # random horizontal flip (never for digits: a mirrored digit is another digit)
     asym_map: dict[int, int] | None = field(default=None)
+    # The network's input: a crop_size x crop_size crop of the stored image (random for training,
+    # centred for evaluation), 0: the stored image itself (digits, CIFAR).
+    crop_size: int = 0
+    # The training crop: "translate" (zero padding + crop to the same size, CIFAR's RandomCrop(32,
+    # padding=4)), "random" (RandomCrop(crop_size), Clothing1M) or "random_resized"
+    # (RandomResizedCrop(crop_size), WebVision).
+    train_crop: str = "translate"
 
     def prepare(self, dest: Path, data: "DataConfig | None" = None) -> dict:
         """Write the prepared folder `dest`; `data` is the config's data section (sources, paths)."""

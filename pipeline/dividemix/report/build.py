@@ -16,12 +16,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dividemix.evaluation import RunArtifacts, known_clean_mask
+from dividemix import artifacts
+from dividemix.datasets.prepared import read_meta
+from dividemix.evaluation import RunArtifacts
 from dividemix.io import atomic_dir
 from dividemix.report.figures import report_figures
 from dividemix.report.keys import PARAM_KEYS
-from dividemix.report.render import render_html, render_markdown, report_title, write_report_folder
+from dividemix.report.render import GallerySection, render_html, render_markdown, report_title, write_report_folder
 from dividemix.report.tables import paper_comparison, results_rows, setting_rows
+from dividemix.thumbnails import gallery_html, gallery_markdown, thumbnail_uris
+from dividemix.truth import truth_of
 
 METRIC_KEYS = (
     "test_acc_best",
@@ -78,6 +82,7 @@ def build_report(
     metrics: dict[str, Any],
     noise_summary: dict[str, Any],
     out: Path,
+    gallery: Path | None = None,
 ) -> None:
     """Write the report folder `out` (index.html, report.md, figures/), whole or not at all.
 
@@ -90,13 +95,22 @@ def build_report(
     _require(noise_summary, NOISE_SUMMARY_KEYS, "noise summary")
     _check_noise_summary(config_params, noise_summary)
 
-    clean = known_clean_mask(prepared, noisy)  # None: a folder data set, whose truth is unknown
-    figures = report_figures(run, clean, int(config_params["train.warmup_epochs"]))
+    truth = truth_of(prepared, noisy, config_params["data.truth_list"])  # None: nothing known
+    figures = report_figures(run, truth, int(config_params["train.warmup_epochs"]))
+    samples = None if gallery is None else gallery_section(gallery, prepared)
     title = report_title(config_params)
     setting = setting_rows(config_params, noise_summary)
     results = results_rows(metrics)
     paper = paper_comparison(config_params, metrics)
-    markdown = render_markdown(title, setting, results, figures, paper)
-    page = render_html(title, setting, results, figures, paper)
+    markdown = render_markdown(title, setting, results, figures, paper, samples)
+    page = render_html(title, setting, results, figures, paper, samples)
     with atomic_dir(out) as folder:
         write_report_folder(folder, markdown, page, figures)
+
+
+def gallery_section(gallery: Path, prepared: Path) -> GallerySection:
+    """evaluate's gallery as thumbnails read from the prepared store, with their labels."""
+    frame = artifacts.read_table(gallery, "gallery")
+    classes = list(read_meta(prepared)["classes"])
+    uris = thumbnail_uris(prepared, frame["sample_index"].to_numpy())
+    return GallerySection(gallery_html(frame, uris, classes), gallery_markdown(frame, classes))

@@ -12,6 +12,7 @@ from matplotlib.ticker import MaxNLocator
 
 from dividemix.evaluation import RunArtifacts, accuracy_curves, division_quality
 from dividemix.plotting import DPI, figure_png, plt
+from dividemix.truth import Truth
 
 HIST_BINS = 50
 HIST_NET = 1  # the loss histograms show network 1's division (the one that trains network 2)
@@ -156,6 +157,7 @@ def _net_divisions(run: RunArtifacts, epochs: list[int], net: int) -> pd.DataFra
 
 
 def loss_histogram_figures(run: RunArtifacts, clean: np.ndarray | None) -> list[ReportFigure]:
+    """`clean`: the full truth's clean mask (a verified subset is too small to split histograms)."""
     mixtures = run.mixtures()
     mixtures = mixtures[mixtures["net"] == HIST_NET]
     epochs = histogram_epochs(mixtures["epoch"].unique().tolist())
@@ -176,9 +178,12 @@ def loss_histogram_figures(run: RunArtifacts, clean: np.ndarray | None) -> list[
     return figures
 
 
-def report_figures(run: RunArtifacts, clean: np.ndarray | None, warmup_epochs: int) -> list[ReportFigure]:
+def report_figures(run: RunArtifacts, truth: Truth | None, warmup_epochs: int) -> list[ReportFigure]:
     curves = accuracy_curves(run)
-    quality = division_quality(run, clean)
+    quality = division_quality(run, truth)
+    full = truth is not None and truth.source == "full"
+    basis = ("the true labels" if full else f"the {truth.n_known} verified labels (data.truth_list)"
+             if truth is not None else "the true labels (unknown for this data set: sizes only)")
     figures = [
         ReportFigure(
             "accuracy.png", "Test accuracy",
@@ -188,13 +193,13 @@ def report_figures(run: RunArtifacts, clean: np.ndarray | None, warmup_epochs: i
         ),
         ReportFigure(
             "division.png", "Division quality",
-            "Each DivideMix epoch's division against the true labels, for the division each network's losses made: "
+            f"Each DivideMix epoch's division against {basis}, for the division each network's losses made: "
             "AUC of the clean probability, precision of the labeled set, recall of the clean samples, and the "
             "labeled-set size (dotted: the number of truly clean samples).",
-            plot_division_quality(quality, None if clean is None else int(clean.sum())),
+            plot_division_quality(quality, int(truth.clean.sum()) if full else None),
         ),
     ]
-    figures += loss_histogram_figures(run, clean)
+    figures += loss_histogram_figures(run, truth.clean if full else None)
     figures.append(
         ReportFigure(
             "step_losses.png", "Training losses per step",

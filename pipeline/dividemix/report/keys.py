@@ -3,6 +3,7 @@ run's paper cell. Plain names, so the report stage declares them before its slow
 
 PARAM_KEYS = (  # the keys the report prints; with them, `presets.find_preset` finds the run's paper cell
     "data.dataset",
+    "data.truth_list",
     "noise.mode",
     "noise.rate",
     "noise.seed",

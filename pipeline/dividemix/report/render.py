@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dividemix.plotting import png_data_uri
 from dividemix.report.figures import ReportFigure
 from dividemix.report.tables import RESULTS_HEADER, RESULTS_NOTE, PaperComparison, format_percent
+from dividemix.thumbnails import GALLERY_CSS
 
 
 def report_title(params: dict[str, Any]) -> str:
@@ -28,8 +30,23 @@ def _md_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]
     return lines
 
 
+@dataclass(frozen=True)
+class GallerySection:
+    """The samples to look at (`dividemix.gallery`): thumbnails for the page, a table for Markdown."""
+
+    html: str
+    markdown: list[str]
+
+
+GALLERY_NOTE = (
+    "For each given (noisy) label: the samples of the final division with the lowest clean probability "
+    "(red: those DivideMix distrusts or relabels) and, for contrast, the most confidently clean ones (green), "
+    "with the final networks' prediction and confidence and the export's decision."
+)
+
+
 def render_markdown(title: str, setting: list[tuple[str, str]], results: list[tuple[str, str, str]],
-                    figures: list[ReportFigure], paper: PaperComparison) -> str:
+                    figures: list[ReportFigure], paper: PaperComparison, gallery: GallerySection | None = None) -> str:
     lines = [f"# {title}", "", "## Setting", ""]
     lines += _md_table(("Parameter", "Value"), setting)
     lines += ["", "## Results", ""]
@@ -40,6 +57,8 @@ def render_markdown(title: str, setting: list[tuple[str, str]], results: list[tu
     lines += [paper.note, "", "## Figures", ""]
     for figure in figures:
         lines += [f"### {figure.title}", "", f"![{figure.title}](figures/{figure.name})", "", figure.caption, ""]
+    if gallery is not None:
+        lines += ["## Samples to look at", "", GALLERY_NOTE + " (thumbnails: index.html)", ""] + gallery.markdown + [""]
     return "\n".join(lines)
 
 
@@ -79,7 +98,7 @@ def _html_figure(figure: ReportFigure) -> list[str]:
 
 
 def render_html(title: str, setting: list[tuple[str, str]], results: list[tuple[str, str, str]],
-                figures: list[ReportFigure], paper: PaperComparison) -> str:
+                figures: list[ReportFigure], paper: PaperComparison, gallery: GallerySection | None = None) -> str:
     esc = html.escape
     lines = [
         "<!DOCTYPE html>",
@@ -87,7 +106,7 @@ def render_html(title: str, setting: list[tuple[str, str]], results: list[tuple[
         "<head>",
         '<meta charset="utf-8">',
         f"<title>{esc(title)}</title>",
-        f"<style>{_CSS}</style>",
+        f"<style>{_CSS}{GALLERY_CSS}</style>",
         "</head>",
         "<body>",
         f"<h1>{esc(title)}</h1>",
@@ -102,6 +121,8 @@ def render_html(title: str, setting: list[tuple[str, str]], results: list[tuple[
     lines += [f'<p class="note">{esc(paper.note)}</p>', "<h2>Figures</h2>"]
     for figure in figures:
         lines += _html_figure(figure)
+    if gallery is not None:
+        lines += ['<h2 id="samples">Samples to look at</h2>', f'<p class="note">{esc(GALLERY_NOTE)}</p>', gallery.html]
     lines += ["</body>", "</html>", ""]
     return "\n".join(lines)
 

@@ -58,10 +58,26 @@ def results_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("Division AUC, last epoch", pct(metrics["division_auc_last"]), NOT_APPLICABLE),
         ("Division precision, last epoch", pct(metrics["division_precision_last"]), NOT_APPLICABLE),
         ("Division recall, last epoch", pct(metrics["division_recall_last"]), NOT_APPLICABLE),
+        *truth_rows(metrics),
         # With a clean validation set: the ensemble of each network's best-validation weights.
         *([("Test accuracy of the best-validation weights", pct(metrics["test_acc_best_val"]), NOT_APPLICABLE)]
           if metrics.get("test_acc_best_val") is not None else []),
     ]
+
+
+def truth_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """What the division figures rest on, and the export's labels against the same truth."""
+    source, n = metrics.get("truth"), metrics.get("division_truth_n_last")
+    if source is None:  # the setting's table already says the truth is unknown
+        return []
+    basis = f"{n} samples, all with their true label" if source == "full" else \
+        f"{n} samples of the verified subset (data.truth_list)"
+    rows = [("Division figures rest on", basis, NOT_APPLICABLE)]
+    for key, count, label in (("export_relabel_accuracy", "export_relabelled_n", "Export: relabelled samples whose new label is true"),
+                              ("export_cleaned_accuracy", "export_cleaned_n", "Export: cleaned labels that are true")):
+        if key in metrics:
+            rows.append((f"{label} (of {metrics[count]})", format_percent(metrics[key]), NOT_APPLICABLE))
+    return rows
 
 
 def last10_label(metrics: dict[str, Any]) -> str:

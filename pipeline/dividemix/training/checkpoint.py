@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from dividemix import code_deps
-from dividemix.datasets.prepared import META, TRAIN_IMAGES, VAL_IMAGES
+from dividemix.datasets.prepared import META
 from dividemix.io import atomic_path, file_digest
 from dividemix.layout import Paths
 
@@ -51,12 +51,14 @@ def fingerprint(params: dict[str, Any], inputs: dict[str, Path | None], module: 
 
 
 def data_inputs(paths: Paths, pretrained: str | None = None) -> dict[str, Path | None]:
-    """The prepared data and noisy labels every training stage reads (and `model.pretrained`)."""
+    """The prepared data and noisy labels every training stage reads (and `model.pretrained`).
+
+    The images enter through meta.json, which holds their content digests: a 200 GB store is
+    never hashed again at each stage's start.
+    """
     return {
         "noisy_labels": paths.noisy,
-        "train_images": paths.prepared / TRAIN_IMAGES,
         "meta": paths.prepared / META,
-        "val_images": paths.prepared / VAL_IMAGES,
         "pretrained": Path(pretrained) if pretrained else None,
     }
 

@@ -17,12 +17,14 @@ from torch import nn
 
 from dividemix import artifacts
 from dividemix.config import Config
-from dividemix.datasets.prepared import load_test_set, load_train_images, load_val_set, read_meta, spec_from_meta
+from dividemix.datasets.prepared import images_path, read_meta, spec_from_meta, split_labels
+from dividemix.datasets.spec import DatasetSpec
 from dividemix.device import resolve_device
-from dividemix.device_images import DeviceImages
+from dividemix.device_images import DeviceImages, ImageBatches
 from dividemix.inference import eval_logits
 from dividemix.models import build_model
 from dividemix.seeds import INIT, derived_seed
+from dividemix.streamed_images import StreamedImages
 
 NETS = (1, 2)
 
@@ -64,35 +66,34 @@ class Workspace:
     config: Config
     device: torch.device
     num_classes: int
-    train_images: DeviceImages
+    train_images: ImageBatches
     noisy_labels: torch.Tensor  # (N,) int64 on the device
-    test_images: DeviceImages
+    test_images: ImageBatches
     test_labels: torch.Tensor
     # The clean validation set (Clothing1M's), when the data set has one: best-weights selection.
-    val_images: DeviceImages | None = None
+    val_images: ImageBatches | None = None
     val_labels: torch.Tensor | None = None
 
     @classmethod
     def load(cls, config: Config, prepared: Path, noisy_labels_path: Path) -> "Workspace":
-        spec = spec_from_meta(read_meta(prepared, dataset=config.data.dataset))
+        meta = read_meta(prepared, dataset=config.data.dataset)
+        spec = spec_from_meta(meta)
         device = resolve_device(config.train.device)
-        channels_last = config.train.channels_last
         noisy = artifacts.read_table(noisy_labels_path, "noisy_labels")
-        images = load_train_images(prepared)
-        if len(noisy) != len(images) or not np.array_equal(noisy["sample_index"].to_numpy(), np.arange(len(images))):
-            raise ValueError(f"{noisy_labels_path}: noisy labels do not cover the {len(images)} training samples")
-        test_x, test_y = load_test_set(prepared)
-        val = load_val_set(prepared)
+        if len(noisy) != meta["n_train"] or not np.array_equal(noisy["sample_index"].to_numpy(), np.arange(meta["n_train"])):
+            raise ValueError(f"{noisy_labels_path}: noisy labels do not cover the {meta['n_train']} training samples")
+        images = {split: open_images(config, prepared, split, spec, device) for split in ("train", "test", "val")}
+        has_val = meta.get("has_val", False)
         return cls(
             config=config,
             device=device,
             num_classes=spec.num_classes,
-            train_images=DeviceImages(images, spec, device, channels_last=channels_last),
+            train_images=images["train"],
             noisy_labels=torch.tensor(noisy["noisy_label"].to_numpy(), dtype=torch.int64, device=device),
-            test_images=DeviceImages(test_x, spec, device, channels_last=channels_last),
-            test_labels=torch.as_tensor(test_y, dtype=torch.int64).to(device),
-            val_images=None if val is None else DeviceImages(val[0], spec, device, channels_last=channels_last),
-            val_labels=None if val is None else torch.as_tensor(val[1], dtype=torch.int64).to(device),
+            test_images=images["test"],
+            test_labels=torch.as_tensor(split_labels(prepared, "test"), dtype=torch.int64).to(device),
+            val_images=images["val"] if has_val else None,
+            val_labels=torch.as_tensor(split_labels(prepared, "val"), dtype=torch.int64).to(device) if has_val else None,
         )
 
     @property
@@ -104,7 +105,7 @@ class Workspace:
         return self.val_images is not None
 
     def new_net(self, net_id: int, *, pretrained: bool = True, compile: bool | None = None) -> nn.Module:
-        in_channels = self.train_images.images.shape[1]
+        in_channels = self.train_images.channels
         return build_net(
             self.config, self.num_classes, in_channels, net_id, self.device, pretrained=pretrained, compile=compile
         )
@@ -115,7 +116,18 @@ class Workspace:
             return self.train_images.augmented(index, generator)
         return self.train_images.plain(index)
 
-    def logits(self, net: nn.Module, images: DeviceImages) -> torch.Tensor:
+    def logits(self, net: nn.Module, images: ImageBatches) -> torch.Tensor:
         """An eval pass over `images` at train.eval_batch_size (bf16 under train.amp)."""
         train = self.config.train
         return eval_logits(net, images, batch_size=train.eval_batch_size, amp=train.amp)
+
+
+def open_images(config: Config, prepared: Path, split: str, spec: DatasetSpec, device: torch.device) -> ImageBatches:
+    """One split's images, streamed from disk or held on the device (data.storage; the same batches)."""
+    storage = config.data.storage
+    if storage == "auto":
+        storage = "disk" if spec.name == "folder" else "memory"
+    path = images_path(prepared, split)
+    if storage == "disk":
+        return StreamedImages(path, spec, device, channels_last=config.train.channels_last)
+    return DeviceImages(np.load(path, allow_pickle=False), spec, device, channels_last=config.train.channels_last)

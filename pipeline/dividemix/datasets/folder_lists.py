@@ -1,0 +1,131 @@
+"""The list files of a folder data set: "relative/path.jpg label" lines, checked line by line.
+
+Every refusal is one line that names the list file and line (cleanlab's way: the thing at fault
+and what is allowed). The training list's labels are the given, possibly noisy, labels; the
+optional verified list (`data.truth_list`) gives true labels of some training images and is read
+by evaluation only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from dividemix.datasets.spec import DataSourceError
+
+CLASSES_FILE = "classes.txt"  # optional, in data.root: one class name per line, line i names label i
+
+
+@dataclass(frozen=True)
+class ImageList:
+    """A parsed list file: image paths (relative to data.root), labels, and their line numbers."""
+
+    source: Path
+    paths: tuple[str, ...]
+    labels: np.ndarray
+    lines: np.ndarray  # (N,) line numbers
+
+    def where(self, i: int) -> str:
+        """"list:line" of entry i, for messages."""
+        return f"{self.source}:{int(self.lines[i])}"
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[str, str]:
+        """(path, "list:line") of entry i: the list is the store writer's sequence of items as it is
+        (no second per-image copy of the paths)."""
+        return self.paths[i], self.where(i)
+
+
+def parse_list(list_file: str | Path) -> ImageList:
+    """Parse the lines (blank lines and # comments skipped); no file is opened but the list itself."""
+    list_file = Path(list_file)
+    try:
+        text = list_file.read_text()
+    except FileNotFoundError:
+        raise DataSourceError(f"{list_file}: list file not found") from None
+    except UnicodeDecodeError:
+        raise DataSourceError(f"{list_file}: not a text file") from None
+    paths, labels, lines, first_line = [], [], [], {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        path, label = _entry(list_file, number, line)
+        if path in first_line:
+            raise DataSourceError(f"{list_file}:{number}: image {path!r} listed twice (first at line {first_line[path]});"
+                                  " each image may appear once")
+        first_line[path] = number
+        paths.append(path)
+        labels.append(label)
+        lines.append(number)
+    if not paths:
+        raise DataSourceError(f"{list_file}: no images listed")
+    return ImageList(list_file, tuple(paths), np.asarray(labels, dtype=np.int64), np.asarray(lines, dtype=np.int64))
+
+
+def _entry(list_file: Path, number: int, line: str) -> tuple[str, int]:
+    parts = line.rsplit(None, 1)  # the path may contain spaces; the label is the last field
+    if len(parts) != 2 or re.fullmatch(r"-?[0-9]+", parts[1]) is None:
+        raise DataSourceError(f"{list_file}:{number}: malformed line {line[:80]!r} (want 'relative/path.jpg label')")
+    path, label = parts[0], int(parts[1])
+    if label < 0:
+        raise DataSourceError(f"{list_file}:{number}: label {label} is negative (labels are 0..K-1)")
+    if PurePosixPath(path).is_absolute() or ".." in PurePosixPath(path).parts:
+        raise DataSourceError(f"{list_file}:{number}: image path {path!r} must be relative to data.root, without '..'")
+    return path, label
+
+
+def read_image_list(list_file: str | Path, root: Path) -> ImageList:
+    """`parse_list`, and every listed image must be a file under `root`."""
+    listing = parse_list(list_file)
+    for i, path in enumerate(listing.paths):
+        if not (root / path).is_file():
+            raise DataSourceError(f"{listing.where(i)}: image {root / path} not found")
+    return listing
+
+
+def class_names(root: Path, lists: dict[str, ImageList]) -> tuple[str, ...]:
+    """Names from root/classes.txt when present, else "0".."K-1" for the largest label K-1 found."""
+    names_file = root / CLASSES_FILE
+    if names_file.is_file():
+        names = tuple(line.strip() for line in names_file.read_text().splitlines() if line.strip())
+        if len(names) < 2:
+            raise DataSourceError(f"{names_file}: at least two class names needed, one per line")
+    else:
+        names = tuple(str(k) for k in range(1 + max(int(listing.labels.max()) for listing in lists.values())))
+    for listing in lists.values():
+        bad = np.flatnonzero(listing.labels >= len(names))
+        if len(bad):
+            i = int(bad[0])
+            raise DataSourceError(f"{listing.where(i)}: label {listing.labels[i]} out of range [0, {len(names)})"
+                                  f" ({names_file} names {len(names)} classes)")
+    if len(names) < 2:
+        raise DataSourceError(f"{lists['train'].source}: every label is 0; a classifier needs at least two classes")
+    return names
+
+
+def verified_subset(truth_list: str | Path, train_paths: list[str] | tuple[str, ...],
+                    num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The verified list as (training-set indices, true labels), both sorted by index.
+
+    Every image it names must be in the training list (its path as written there); labels in
+    [0, num_classes).
+    """
+    listing = parse_list(truth_list)
+    row_of = {path: row for row, path in enumerate(train_paths)}
+    rows = np.empty(len(listing.paths), dtype=np.int64)
+    for i, path in enumerate(listing.paths):
+        row = row_of.get(path)
+        if row is None:
+            raise DataSourceError(f"{listing.where(i)}: image {path!r} is not in the training list (data.train_list);"
+                                  " the verified list names training images only")
+        if listing.labels[i] >= num_classes:
+            raise DataSourceError(f"{listing.where(i)}: label {listing.labels[i]} out of range [0, {num_classes})")
+        rows[i] = row
+    order = np.argsort(rows)
+    return rows[order], listing.labels[order]

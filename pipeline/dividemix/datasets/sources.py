@@ -1,0 +1,71 @@
+"""What a data set is made of, cheaply: the manifest `check` writes and `download` depends on.
+
+A folder data set's images live outside the repository and are named by parameters, so DVC
+cannot list them as dependencies. The `check` stage (which DVC runs on every `dvc repro`,
+`always_changed`) writes data/sources.json: each list file's SHA-256 and, for the listed images,
+their count, total size and one SHA-256 over "path size mtime" lines, taken with one `stat` per
+image (seconds for a million; no image is read). `download` depends on that file: when an image
+is added to a list, removed, replaced or touched, or a list line changes, the manifest changes
+and DVC reruns `download` and what follows; otherwise everything stays cached. `download` takes
+the manifest again after decoding and refuses a folder that changed under it.
+
+Digits and CIFAR need none of this (embedded data, archives pinned by md5): their manifest is
+the data set's name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dividemix.datasets.folder_lists import parse_list, verified_subset
+from dividemix.datasets.spec import DataSourceError
+from dividemix.io import file_digest
+
+if TYPE_CHECKING:
+    from dividemix.config import DataConfig
+
+LISTS = ("train_list", "val_list", "test_list")
+
+
+def manifest(data: "DataConfig") -> dict:
+    """The data set's sources as data/sources.json records them (see the module docstring)."""
+    if data.root is None:
+        return {"dataset": data.dataset}
+    root = Path(data.root)
+    if not root.is_dir():
+        raise DataSourceError(f"data.root: {root} is not a folder")
+    lists, lines = {}, []
+    for key in LISTS:
+        list_file = getattr(data, key)
+        if list_file is None:
+            continue
+        listing = parse_list(list_file)
+        lists[key] = {"path": str(list_file), "sha256": file_digest(list_file), "images": len(listing.paths)}
+        lines += [_stat_line(root, path, listing.where(i)) for i, path in enumerate(listing.paths)]
+        if key == "train_list" and data.truth_list is not None:
+            # checked before anything runs; its labels' range is checked by download and evaluate
+            verified_subset(data.truth_list, listing.paths, num_classes=1 << 62)
+    lines = sorted(set(lines))
+    digest = hashlib.sha256("".join(f"{line}\n" for line in lines).encode())
+    size = sum(int(line.rsplit("\t", 2)[1]) for line in lines)
+    return {"dataset": data.dataset, "root": str(root), "lists": lists,
+            "images": {"count": len(lines), "bytes": size, "sha256": digest.hexdigest()}}
+
+
+def truth_manifest(data: "DataConfig") -> dict:
+    """The verified subset's list by its SHA-256 (data/truth_list.json): what evaluate and report
+    depend on, apart from download's manifest, so that adding a truth list reruns no training."""
+    if data.truth_list is None:
+        return {"truth_list": None}
+    return {"truth_list": str(data.truth_list), "sha256": file_digest(data.truth_list)}
+
+
+def _stat_line(root: Path, path: str, where: str) -> str:
+    try:
+        info = os.stat(root / path)
+    except FileNotFoundError:
+        raise DataSourceError(f"{where}: image {root / path} not found") from None
+    return f"{path}\t{info.st_size}\t{info.st_mtime_ns}"
