@@ -124,10 +124,9 @@ def project_child(root: Path, raw: dict, threads: int) -> None:
     from dividemix.codivide import LossHistory
     from dividemix.config import parse_config, select
     from dividemix.layout import Paths
+    from dividemix.training import warmup as warmup_module
     from dividemix.training.warmup import run_warmup
     from warmup import PARAMS as WARMUP_PARAMS
-
-    from dividemix.training import warmup as warmup_module
 
     config = parse_config(raw, source="bench")
     paths = Paths.layout(root)

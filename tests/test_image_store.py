@@ -13,6 +13,7 @@ from torchvision.transforms import functional as tvf1
 
 from conftest import tiny_params
 from dividemix.config import parse_config
+from dividemix.datasets.folder_lists import parse_list
 from dividemix.datasets.image_decode import decode_row
 from dividemix.datasets.prepared import images_path, read_meta, rows_digest, spec_from_meta
 from dividemix.datasets.registry import prepare_dataset
@@ -190,3 +191,16 @@ def test_the_manifest_changes_with_an_image_or_a_list_line_and_only_then(folder)
     text = (folder / "test.txt").read_text()
     (folder / "test.txt").write_text(text.replace("te/0.png 0", "te/0.png 1"))
     assert manifest(data)["lists"]["test_list"]["sha256"] != first["lists"]["test_list"]["sha256"]
+
+
+def test_a_list_is_held_packed_in_order_with_its_lines(tmp_path):
+    """The packed paths (no per-image Python object: the decode workers share them) read back exactly."""
+    names = [f"d{i % 7}/img {i}.jpg" for i in range(1000)] + ["ünïcode/é.jpg"]
+    text = "# header\n" + "".join(f"{name} {i % 5}\n" + ("\n" if i % 100 == 0 else "") for i, name in enumerate(names))
+    (tmp_path / "l.txt").write_text(text, encoding="utf-8")
+    listing = parse_list(tmp_path / "l.txt")
+    assert list(listing.paths) == names and listing.paths[-1] == names[-1] and len(listing) == len(names)
+    assert listing[2] == (names[2], f"{tmp_path / 'l.txt'}:5")  # a header and a blank line before it
+    np.testing.assert_array_equal(listing.labels, [i % 5 for i in range(len(names))])
+    with pytest.raises(IndexError):
+        listing.paths[len(names)]

@@ -22,7 +22,7 @@ from dividemix.datasets.folder_lists import ImageList, class_names, read_image_l
 from dividemix.datasets.image_store import RateLine, StoreSummary, write_store
 from dividemix.datasets.prepared import SPLIT_IMAGES, TRAIN_PATHS, finish_prepared
 from dividemix.datasets.spec import DatasetSpec, DataSourceError
-from dividemix.io import file_digest, write_text_atomic
+from dividemix.io import file_digest, write_atomic
 
 if TYPE_CHECKING:
     from dividemix.config import DataConfig
@@ -66,7 +66,7 @@ class FolderSpec(DatasetSpec):
         mean, std = (tuple(data.mean), tuple(data.std)) if data.mean is not None else summaries["train"].mean_std()
         spec = dataclasses.replace(self, num_classes=len(classes), classes=classes, mean=mean, std=std,
                                    crop_size=data.image_size, train_crop=data.train_crop or "random")
-        write_text_atomic(dest / TRAIN_PATHS, "".join(f"{path}\n" for path in lists["train"].paths))
+        write_atomic(dest / TRAIN_PATHS, lambda tmp: write_lines(tmp, lists["train"].paths))
         report_notes(summaries)
         val_labels = lists["val"].labels if "val" in lists else np.zeros(0, dtype=np.int64)
         sources = {f"{split}_list_sha256": file_digest(listing.source) for split, listing in lists.items()}
@@ -78,7 +78,7 @@ class FolderSpec(DatasetSpec):
 
     @staticmethod
     def _store(target: Path, root: Path, listing: ImageList | None, side: int, workers: int) -> StoreSummary:
-        items = () if listing is None else listing
+        items = () if listing is None else listing  # (path, "list:line") per row, packed (folder_lists)
         line = RateLine(target.stem, len(items))
         summary = write_store(target, root, items, side, workers=workers, progress=line)
         rate = line.close()
@@ -86,6 +86,13 @@ class FolderSpec(DatasetSpec):
             print(f"[download] {target.name}: {len(items)} images at {side}x{side} ({rate:.0f} images/s, "
                   f"{workers} workers)", flush=True)
         return summary
+
+
+def write_lines(path: Path, lines) -> None:
+    """One line per item, streamed: a million paths never become one string in memory."""
+    with open(path, "w", encoding="utf-8") as handle:
+        for line in lines:
+            handle.write(f"{line}\n")
 
 
 def report_notes(summaries: dict[str, StoreSummary]) -> None:

@@ -94,9 +94,9 @@ def _decode_rows(start: int, stop: int):
     for row in range(start, stop):
         path, where = items[row]
         try:
-            pixels, note = decode_row(Path(root) / path, side)
+            pixels, note = decode_row(os.path.join(root, path), side)  # not pathlib: it interns names
         except ImageDecodeError as exc:
-            raise DataSourceError(f"{where}: cannot read image {Path(root) / path} ({exc})") from None
+            raise DataSourceError(f"{where}: cannot read image {os.path.join(root, path)} ({exc})") from None
         data = pixels.tobytes()
         os.pwrite(fd, data, offset + row * row_bytes)
         wide = pixels.reshape(3, -1).astype(np.int64)

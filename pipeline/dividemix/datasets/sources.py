@@ -3,7 +3,8 @@
 A folder data set's images live outside the repository and are named by parameters, so DVC
 cannot list them as dependencies. The `check` stage (which DVC runs on every `dvc repro`,
 `always_changed`) writes data/sources.json: each list file's SHA-256 and, for the listed images,
-their count, total size and one SHA-256 over "path size mtime" lines, taken with one `stat` per
+their count, total size and one SHA-256 over "list path size mtime" lines in list order (streamed:
+no per-image record is kept), taken with one `stat` per
 image (seconds for a million; no image is read). `download` depends on that file: when an image
 is added to a list, removed, replaced or touched, or a list line changes, the manifest changes
 and DVC reruns `download` and what follows; otherwise everything stays cached. `download` takes
@@ -37,22 +38,23 @@ def manifest(data: "DataConfig") -> dict:
     root = Path(data.root)
     if not root.is_dir():
         raise DataSourceError(f"data.root: {root} is not a folder")
-    lists, lines = {}, []
+    lists, images = {}, {"count": 0, "bytes": 0}
+    digest = hashlib.sha256()
     for key in LISTS:
         list_file = getattr(data, key)
         if list_file is None:
             continue
         listing = parse_list(list_file)
         lists[key] = {"path": str(list_file), "sha256": file_digest(list_file), "images": len(listing.paths)}
-        lines += [_stat_line(root, path, listing.where(i)) for i, path in enumerate(listing.paths)]
+        for i, path in enumerate(listing.paths):  # streamed: one line at a time into the digest
+            size, line = _stat_line(root, path, listing.where(i))
+            digest.update(f"{key}\t{line}\n".encode())
+            images["count"] += 1
+            images["bytes"] += size
         if key == "train_list" and data.truth_list is not None:
             # checked before anything runs; its labels' range is checked by download and evaluate
             verified_subset(data.truth_list, listing.paths, num_classes=1 << 62)
-    lines = sorted(set(lines))
-    digest = hashlib.sha256("".join(f"{line}\n" for line in lines).encode())
-    size = sum(int(line.rsplit("\t", 2)[1]) for line in lines)
-    return {"dataset": data.dataset, "root": str(root), "lists": lists,
-            "images": {"count": len(lines), "bytes": size, "sha256": digest.hexdigest()}}
+    return {"dataset": data.dataset, "root": str(root), "lists": lists, "images": images | {"sha256": digest.hexdigest()}}
 
 
 def truth_manifest(data: "DataConfig") -> dict:
@@ -63,9 +65,10 @@ def truth_manifest(data: "DataConfig") -> dict:
     return {"truth_list": str(data.truth_list), "sha256": file_digest(data.truth_list)}
 
 
-def _stat_line(root: Path, path: str, where: str) -> str:
+def _stat_line(root: Path, path: str, where: str) -> tuple[int, str]:
+    """(size, "path size mtime_ns") of one listed image."""
     try:
-        info = os.stat(root / path)
+        info = os.stat(os.path.join(root, path))  # not pathlib: it would intern every file name
     except FileNotFoundError:
         raise DataSourceError(f"{where}: image {root / path} not found") from None
-    return f"{path}\t{info.st_size}\t{info.st_mtime_ns}"
+    return info.st_size, f"{path}\t{info.st_size}\t{info.st_mtime_ns}"
