@@ -191,9 +191,15 @@ def test_missing_list_file(folder):
         ({"data.test_list": None}, "data.test_list", "required"),
         ({"data.image_size": None}, "data.image_size", "required"),
         ({"noise.mode": "asym"}, "noise.mode", "allowed: none, sym, sym_true, file"),  # no class map
+        ({"data.resize": 6}, "data.resize", "resize >= image_size"),
+        ({"data.mean": [0.5, 0.5, 0.5]}, "data.mean", "go together"),
+        ({"data.mean": [0.5, 0.5], "data.std": [0.2, 0.2]}, "data.mean", "3"),
+        ({"data.train_crop": "squash"}, "data.train_crop", "random"),
+        ({"data.storage": "cloud"}, "data.storage", "memory"),
     ],
 )
 def test_folder_config_errors(tmp_path, keys, named, fragment):
+    """Each refused with one line naming the key and what is allowed."""
     with pytest.raises(ConfigError) as info:
         config(tmp_path, **keys)
     message = str(info.value)
