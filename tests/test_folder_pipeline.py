@@ -103,6 +103,12 @@ def test_the_verified_subset_gives_division_and_export_figures(verified_run):
     # under the Clothing1M protocol each network divides 2 x 16 sampled images: the figures rest on
     # the verified ones among them (<= 32), and say so
     assert 0 < metrics["division_truth_n_last"] <= 32
+    from dividemix import artifacts
+
+    divisions = artifacts.read_table(verified_run / "artifacts/divisions", "divisions")
+    last = divisions[divisions["epoch"] == divisions["epoch"].max()]
+    verified = last[last["sample_index"] < 45].groupby("net").size()  # the first 45 are the verified ones
+    assert metrics["division_truth_n_last"] == verified.min()
     assert metrics["division_precision_last"] is not None and 0 <= metrics["division_precision_last"] <= 1
     assert 0 < metrics["export_cleaned_n"] <= 45 and 0 <= metrics["export_cleaned_accuracy"] <= 1
     assert abs(metrics["noise_rate_actual"] - 15 / 45) < 1e-9  # i % 3 == 0 of the first 45 were shifted

@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import TINY_PARAMS, run_stage_script, write_params
@@ -238,6 +239,14 @@ def test_the_report_shows_the_samples_to_look_at_as_thumbnails(report: Path, inp
     page = (report / "index.html").read_text()
     section = page[page.index('<h2 id="samples">'):]
     assert section.count('<div class="sample ') == len(gallery) == 60  # 10 classes x (4 + 2)
+    from dividemix.gallery import final_division
+
+    _, final, _ = final_division(inputs["run"])
+    for label, rows in gallery.groupby("noisy_label"):  # the class's 4 least and 2 most trusted samples
+        probs = np.sort(final.loc[final["noisy_label"] == label, "clean_prob"].to_numpy())
+        groups = rows.groupby("group")["clean_prob"]
+        assert sorted(groups.get_group("distrusted")) == pytest.approx(probs[:4].tolist())
+        assert sorted(groups.get_group("clean")) == pytest.approx(probs[-2:].tolist())
     for row in gallery.head(3).itertuples():
         assert f"#{row.sample_index} {row.group}" in section and f"clean p {row.clean_prob:.3f}" in section
     markdown = (report / "report.md").read_text()

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from dividemix.datasets.prepared import TRAIN_IMAGES, read_meta
+from dividemix.datasets.prepared import images_path, read_meta
 
 SIDE = 72  # pixels of a thumbnail's longer side
 
@@ -34,7 +34,7 @@ def _as_pil(row: np.ndarray, pixel_scale: float) -> Image.Image:
 
 def thumbnail_uris(prepared: Path, rows: list[int] | np.ndarray) -> dict[int, str]:
     """PNG data URIs of the training rows `rows` of the prepared folder, by row."""
-    images = np.load(Path(prepared) / TRAIN_IMAGES, mmap_mode="r", allow_pickle=False)
+    images = np.load(images_path(prepared, "train"), mmap_mode="r", allow_pickle=False)
     scale = float(read_meta(prepared)["pixel_scale"])
     uris = {}
     for row in sorted({int(r) for r in rows}):

@@ -128,7 +128,7 @@ def read_epoch(source: RunSource, epoch: int) -> EpochDivision:
 def read_truth_mask(source: RunSource, n_train: int) -> np.ndarray | None:
     """True where the noisy label is the true one, or None when the run's truth is not at hand.
 
-    The same mask as `evaluation.clean_mask`, read through the source (folder or revision).
+    The same mask as `truth.truth_of(...).clean` with the full truth, read through the source (folder or revision).
     """
     if not (source.exists(TRUTH) and source.exists(NOISY)):
         return None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dividemix import artifacts, layout
 from dividemix.audit.sources import AuditError
-from dividemix.datasets.prepared import read_meta
+from dividemix.datasets.prepared import images_path, read_meta
 from dividemix.thumbnails import GALLERY_CSS, gallery_html, thumbnail_uris
 
 _CSS = "body { font-family: sans-serif; max-width: 72em; margin: 2em auto; padding: 0 1em; color: #222; }" \
@@ -22,7 +22,7 @@ _CSS = "body { font-family: sans-serif; max-width: 72em; margin: 2em auto; paddi
 def inspect_html(root: Path, classes: list[int] | None = None) -> str:
     """The page for the run at `root` (a pipeline root), optionally only the given noisy labels."""
     gallery_file, prepared = root / layout.GALLERY, root / layout.PREPARED
-    for needed, stage in ((gallery_file, "evaluate"), (prepared / "train_images.npy", "download")):
+    for needed, stage in ((gallery_file, "evaluate"), (images_path(prepared, "train"), "download")):
         if not needed.exists():
             raise AuditError(f"{needed}: not found; run the {stage} stage first (dvc repro)")
     gallery = artifacts.read_table(gallery_file, "gallery")

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from dividemix.audit.diff import DiffResult
+from dividemix.datasets.prepared import images_path
 from dividemix.thumbnails import class_name, sample_card
 
 TOP_MOVERS = 24  # per page: the largest changes of clean probability among the samples that changed side
@@ -41,7 +42,7 @@ def store_for(result: DiffResult, candidates: list[Path]) -> Path | None:
     """The first prepared folder among `candidates` whose training set has the runs' size."""
     n = None if result.noisy_label is None else len(result.noisy_label)
     for prepared in candidates:
-        images = prepared / "train_images.npy"
+        images = images_path(prepared, "train")
         if images.exists() and np.load(images, mmap_mode="r").shape[0] == n:
             return prepared
     return None
