@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup browser repro test test-slow bench clean
+.PHONY: setup browser repro test test-fast test-slow bench deps clean
 
 setup: $(STAMP)
 
@@ -28,11 +28,19 @@ browser:
 test: $(STAMP) browser
 	python -m pytest
 
+# The unit tests alone (about a minute): the maths, the library, the house; no stage, DVC or Prefect.
+test-fast: $(STAMP)
+	python -m pytest -m "not slow and not stage"
+
 test-slow: $(STAMP)
 	python -m pytest -m slow
 
 bench: $(STAMP)
 	python benchmarks/bench_epoch.py
+
+# Each stage's code deps in dvc.yaml, rewritten from the imports (tests/test_dvc_yaml.py fails on drift).
+deps: $(STAMP)
+	dividemix deps
 
 clean:
 	rm -rf data checkpoints artifacts report plots metrics/eval.json metrics/noise.json

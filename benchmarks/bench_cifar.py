@@ -13,9 +13,9 @@ What it does
 ------------
 data        `--n-train` random images 3x32x32 (standard normal: the network's cost does not depend
             on pixel values), random labels and clean probabilities, already on the device.
-variants    PreAct ResNet-18 (`dividemix.models.preact_resnet18`) with `train.channels_last` off/on
+variants    PreAct ResNet-18 (`dividemix.method.models.preact_resnet18`) with `train.channels_last` off/on
             and `train.amp` (bf16 autocast) off/on: fp32, fp32+cl, bf16, bf16+cl.
-step        `dividemix.mixmatch.train_step` (the CIFAR protocol), exactly as the engine calls it:
+step        `dividemix.method.mixmatch.train_step` (the CIFAR protocol), exactly as the engine calls it:
             B labeled + B unlabeled samples, two "augmentations" each (here two random index draws,
             no augmentation cost), net in train mode, peer in eval mode. Per step that is 6 no-grad
             forwards of B images (co-refine 2, co-guess 2 + 2 of the peer) and one forward+backward
@@ -31,7 +31,6 @@ figures     step ms (median, min), mixed images/s (4B / median step), step GFLOP
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import platform
 import statistics
@@ -48,8 +47,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "pipeline") not in sys.path:
     sys.path.insert(0, str(REPO / "pipeline"))
 
-from dividemix.mixmatch import StepBatch, train_step
-from dividemix.models import preact_resnet18  # noqa: E402
+from dividemix.method.losses import StepLosses
+from dividemix.method.mixmatch import MixDraws, StepBatch, StepOptions, train_step
+from dividemix.method.models import preact_resnet18  # noqa: E402
 
 VARIANTS = {"fp32": (False, False), "fp32+cl": (False, True), "bf16": (True, False), "bf16+cl": (True, True)}
 STEP_PASSES = {"no_grad_forwards": 6, "mixed_multiplier": 4}  # per step: 6 x B no-grad, 4B forward+backward
@@ -91,17 +91,9 @@ def forward_flops(num_classes: int) -> int:
     return counter.get_total_flops()
 
 
-_TAKES_AMP = "amp" in inspect.signature(train_step).parameters
-
-
-def step_call(net, peer, optimizer, batch, *, amp: bool, num_classes: int, rng, generator) -> torch.Tensor:
-    kwargs = dict(num_classes=num_classes, T=0.5, alpha=4.0, lambda_u=25.0, rng=rng, generator=generator)
-    if _TAKES_AMP:
-        return train_step(net, peer, optimizer, batch, amp=amp, **kwargs)
-    # a train_step without the amp switch: autocast around it (losses then partly in bf16)
-    context = torch.autocast(batch.x1.device.type, dtype=torch.bfloat16) if amp else nullcontext()
-    with context:
-        return train_step(net, peer, optimizer, batch, **kwargs)
+def step_call(net, peer, optimizer, batch, *, amp: bool, num_classes: int, draws: MixDraws) -> StepLosses:
+    options = StepOptions(num_classes=num_classes, T=0.5, alpha=4.0, amp=amp)
+    return train_step(net, peer, optimizer, batch, lambda_u=25.0, options=options, draws=draws)
 
 
 @dataclass
@@ -119,7 +111,7 @@ def bench_variant(name: str, args: argparse.Namespace, device: torch.device, dat
     peer = preact_resnet18(args.num_classes).to(device, memory_format=fmt)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9, weight_decay=5e-4)
     images = data["images"].contiguous(memory_format=fmt)
-    rng, generator = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    draws = MixDraws(beta=np.random.default_rng(0), permutation=torch.Generator().manual_seed(0))
     order = torch.Generator().manual_seed(1)
     b, n = args.batch, args.n_train
 
@@ -137,8 +129,7 @@ def bench_variant(name: str, args: argparse.Namespace, device: torch.device, dat
         step_batch = batch()
         sync(device)
         start = time.perf_counter()
-        step_call(net, peer, optimizer, step_batch, amp=amp, num_classes=args.num_classes, rng=rng,
-                  generator=generator)
+        step_call(net, peer, optimizer, step_batch, amp=amp, num_classes=args.num_classes, draws=draws)
         sync(device)
         if i >= args.warmup_steps:
             step_s.append(time.perf_counter() - start)
@@ -188,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"step        B = {b}: 6 x {b} no-grad forwards + forward+backward of {4 * b} mixed images "
           f"= {step_flops / 1e9:.1f} GFLOP (backward = 2 x forward)")
     print(f"data        {args.n_train} synthetic 3x32x32 images; {args.warmup_steps} untimed + {args.steps} timed "
-          f"steps; eval batch {args.eval_batch}; train_step {'takes amp' if _TAKES_AMP else 'wrapped in autocast'}")
+          f"steps; eval batch {args.eval_batch}")
     print()
     header = (f"{'variant':<8} {'amp':>5} {'ch_last':>7} {'step ms':>9} {'min ms':>9} {'mixed img/s':>11} "
               f"{'GFLOP/s':>8} {'eval ms':>9} {'eval img/s':>10}")

@@ -32,12 +32,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "pipeline") not in sys.path:
     sys.path.insert(0, str(REPO / "pipeline"))
 
-from dividemix import artifacts  # noqa: E402
 from dividemix.config import load_config, parse_config  # noqa: E402
 from dividemix.datasets.prepared import write_prepared
 from dividemix.datasets.registry import SPECS
-from dividemix.layout import Paths
-from dividemix.noise import symmetric_noise
+from dividemix.files import artifacts  # noqa: E402
+from dividemix.files.layout import Paths
+from dividemix.noise.inject import symmetric_noise
 from dividemix.training.train import run_train
 from dividemix.training.warmup import run_warmup
 

@@ -7,7 +7,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench_diff.py --epochs 30 --samples 5000 --repeats 1   # a quick look
 
 What it builds: two runs, A and B, each a pipeline root with `artifacts/divisions/epoch_XXX.parquet`
-(one file per epoch, the DIVISIONS schema, written with `dividemix.artifacts.write_table` exactly
+(one file per epoch, the DIVISIONS schema, written with `dividemix.files.artifacts.write_table` exactly
 like the train stage: both networks, every training sample) plus `data/prepared/train_truth.npy`
 and `data/noisy/labels.parquet`, so that the diff also computes precision, recall and AUC of each
 side. Defaults: 300 epochs x 2 networks x 50,000 samples per run, 60 million rows across both.
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dividemix import artifacts
+from dividemix.files import artifacts
 
 NUM_CLASSES = 10
 

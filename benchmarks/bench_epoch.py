@@ -74,19 +74,19 @@ import torch
 
 from common import REPO, clock, machine_line, peak_rss_mb, timed, workdir
 from compute_limit import ComputeLimit, Forward, check_trace, record_forwards
-from dividemix import codivide
-from dividemix.codivide import LossHistory, co_divide_one
 from dividemix.config import Config, load_config, parse_config, select
 from dividemix.datasets.registry import SPECS
 from dividemix.device import resolve_device
-from dividemix.layout import Paths
-from dividemix.noise import noisy_label_file
-from dividemix.seeds import GMM, derived_seed
-from dividemix.training.checkpoint import CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
+from dividemix.files.layout import Paths
+from dividemix.method import codivide
+from dividemix.method.codivide import LossHistory, co_divide_one
+from dividemix.noise.inject import noisy_label_file
+from dividemix.training.checkpoint import load_checkpoint, nets_state, save_checkpoint
 from dividemix.training.dividemix_epoch import dividemix_epoch
 from dividemix.training.optim import make_optimizer
 from dividemix.training.rows import epoch_row, merge_rows
-from dividemix.training.testing import ensemble_accuracy
+from dividemix.training.streams import EpochStreams
+from dividemix.training.testing import Accuracies, ensemble_accuracy
 from dividemix.training.train import write_epoch
 from dividemix.training.warmup import run_warmup
 from dividemix.training.workspace import NETS, Workspace
@@ -181,19 +181,13 @@ class EpochResult:
 
 
 def write_epoch_outputs(ws: Workspace, paths: Paths, params: dict, epoch: int, divisions: dict,
-                        rows: tuple[dict, dict], accs: list[float], labeled: dict[int, int],
+                        rows: tuple[dict, dict], accs: Accuracies, labeled: dict[int, int],
                         nets: dict, optimizers: dict, histories: dict) -> None:
     """What `run_train` writes after each epoch: the four Parquet files (its `write_epoch`) and the checkpoint."""
     write_epoch(paths, epoch, ws.noisy_labels.cpu().numpy(), divisions, merge_rows(*rows),
                 epoch_row(epoch, "dividemix", accs, labeled), {"params": params})
-    save_checkpoint(paths.train_checkpoint, {
-        "version": CHECKPOINT_VERSION,
-        "fingerprint": {"params": params},
-        "epoch": epoch,
-        "nets": {str(i): nets[i].state_dict() for i in NETS},
-        "optimizers": {str(i): optimizers[i].state_dict() for i in NETS},
-        "history": {str(i): histories[i].state() for i in NETS},
-    })
+    history = {"history": {str(i): histories[i].state() for i in NETS}}
+    save_checkpoint(paths.train_checkpoint, nets_state({"params": params}, epoch, nets, optimizers, history))
 
 
 def dividemix_epoch_timed(ws: Workspace, nets: dict, optimizers: dict, histories: dict, epoch: int,
@@ -206,7 +200,7 @@ def dividemix_epoch_timed(ws: Workspace, nets: dict, optimizers: dict, histories
     with record_forwards(nets, trace), time_codivide(parts, device):
         divisions = {
             i: co_divide_one(nets[i], ws.train_images, ws.noisy_labels, histories[i],
-                             p_threshold=train.p_threshold, seed=derived_seed(train.seed, epoch, i, GMM))
+                             p_threshold=train.p_threshold, seed=EpochStreams(train.seed, epoch, i).mixture_seed())
             for i in NETS
         }
         rows1, parts["train1"] = timed(device, dividemix_epoch, nets[1], nets[2], optimizers[1], ws,

@@ -92,7 +92,7 @@ def config_dict(base: Path, n: int, args) -> dict:
 def child(mode: str, raw: dict, root: Path) -> None:
     sys.path.insert(0, str(REPO / "pipeline"))
     from dividemix.config import parse_config, select
-    from dividemix.layout import Paths
+    from dividemix.files.layout import Paths
 
     config = parse_config(raw, source="bench")
     paths = Paths.layout(root)
@@ -103,7 +103,7 @@ def child(mode: str, raw: dict, root: Path) -> None:
         prepare_dataset(config.data, paths.prepared)
         print(json.dumps({"seconds": time.perf_counter() - start}))
         return
-    from dividemix.noise import noisy_label_file
+    from dividemix.noise.inject import noisy_label_file
     from dividemix.training.train import run_train
     from dividemix.training.warmup import run_warmup
 

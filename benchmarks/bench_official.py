@@ -83,11 +83,11 @@ def write_official_data(folder: Path, images: np.ndarray, labels: np.ndarray, n_
 def prepare(base: Path, args) -> dict:
     """The project's prepared folder and noisy labels, and the official's batches and noise file."""
     sys.path.insert(0, str(REPO / "pipeline"))
-    from dividemix.artifacts import read_table
     from dividemix.datasets.prepared import write_prepared
     from dividemix.datasets.registry import SPECS
-    from dividemix.layout import Paths
-    from dividemix.noise import noisy_label_file
+    from dividemix.files.artifacts import read_table
+    from dividemix.files.layout import Paths
+    from dividemix.noise.inject import noisy_label_file
 
     images, labels = cifar_layout(args.n_train, args.n_test, args.random_images)
     paths = Paths.layout(base / "project")
@@ -121,9 +121,9 @@ def project_child(root: Path, raw: dict, threads: int) -> None:
     sys.path.insert(0, str(REPO / "pipeline"))
     sys.path.insert(0, str(REPO / "stages"))
     from bench_epoch import dividemix_epoch_timed, load_after_warmup
-    from dividemix.codivide import LossHistory
     from dividemix.config import parse_config, select
-    from dividemix.layout import Paths
+    from dividemix.files.layout import Paths
+    from dividemix.method.codivide import LossHistory
     from dividemix.training import warmup as warmup_module
     from dividemix.training.warmup import run_warmup
     from warmup import PARAMS as WARMUP_PARAMS

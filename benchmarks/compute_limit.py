@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from common import clock
-from dividemix.inference import EVAL_BATCH
+from dividemix.method.inference import EVAL_BATCH
 from dividemix.training.optim import make_optimizer, set_lr
 from dividemix.training.workspace import NETS, Workspace
 

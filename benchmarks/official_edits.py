@@ -18,7 +18,7 @@ PEER = Path(__file__).resolve().parents[2] / "shared" / "peers" / "DivideMix-off
 MODEL = '''
 def create_model():
     if os.environ.get('BENCH_MODEL') == 'cnn_small':  # bench: this project's layer definition
-        from dividemix.models import cnn_small
+        from dividemix.method.models import cnn_small
         model = cnn_small(args.num_class, 3)
     else:
         model = ResNet18(num_classes=args.num_class)

@@ -1,8 +1,8 @@
 """DVC stage `baseline`: plain cross-entropy on the same noisy labels, model and epochs (one network);
 resumable per epoch."""
 
-from dividemix.live import LiveLog
-from dividemix.stage import run_stage
+from dividemix.run.live import LiveLog
+from dividemix.run.stage import run_stage
 from dividemix.training.keys import OPTIMISER, SAMPLING, WORKSPACE
 
 PARAMS = [

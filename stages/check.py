@@ -1,14 +1,14 @@
 """DVC stage `check`: the parameter file as a whole, and the manifest of the data's sources.
 
 Its DVC params are the whole of params.yaml, so it reruns on any change to it, a key no stage
-reads included (`dividemix.preflight`). It is also `always_changed`: DVC runs it on every `dvc
+reads included (`dividemix.run.preflight`). It is also `always_changed`: DVC runs it on every `dvc
 repro`, and it writes data/sources.json (`datasets.sources`), on which `download` depends, so a
 changed image or list of a folder data set reruns `download`, and an unchanged one does not.
 """
 
 from dividemix.config import Config
-from dividemix.io import write_json_atomic
-from dividemix.stage import run_stage
+from dividemix.files.atomic import write_json_atomic
+from dividemix.run.stage import run_stage
 
 # Every key of the schema: dvc.yaml lists the whole file instead (`- params.yaml:`), so that a key
 # outside the schema reruns this stage too (and is refused).
@@ -18,7 +18,7 @@ PATHS = ["sources", "truth_sources"]
 
 def body(config, params, paths):
     from dividemix.datasets.sources import manifest, truth_manifest
-    from dividemix.preflight import check_machine
+    from dividemix.run.preflight import check_machine
 
     check_machine(config)
     sources = manifest(config.data)

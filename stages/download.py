@@ -2,8 +2,8 @@
 
 import json
 
-from dividemix.io import atomic_dir
-from dividemix.stage import run_stage
+from dividemix.files.atomic import atomic_dir
+from dividemix.run.stage import run_stage
 
 # data.raw_dir is the archive cache (an archive placed there is verified and used offline); the
 # folder keys name the images and list files of data.dataset 'folder' and how they are stored.

@@ -7,17 +7,18 @@ With `report`, the only stage that reads the true training labels, or the verifi
 folder data set (`data.truth_list`).
 """
 
-from dividemix.io import write_json_atomic, write_text_atomic
-from dividemix.stage import run_stage
+from dividemix.files.atomic import write_json_atomic, write_text_atomic
+from dividemix.run.stage import run_stage
 
 PARAMS = ["data.truth_list"]  # the rest it reads are artifacts and the truth: it reruns when they change
 PATHS = ["prepared", "noisy", "artifacts", "train_checkpoint", "metrics", "gallery", "plots"]
 
 
 def body(config, params, paths):
-    from dividemix import artifacts, evaluation  # inside: after run_stage's signal handlers
-    from dividemix.gallery import build_gallery
-    from dividemix.truth import truth_of
+    from dividemix.files import artifacts  # inside: after run_stage's signal handlers
+    from dividemix.judging import evaluation
+    from dividemix.judging.gallery import build_gallery
+    from dividemix.judging.truth import truth_of
 
     run = evaluation.RunArtifacts(paths.artifacts)
     truth = truth_of(paths.prepared, paths.noisy, config.data.truth_list)  # None: nothing known

@@ -1,14 +1,14 @@
 """DVC stage `noise`: make the noisy labels (injected, or read from a label file); write them and the actual noise rate."""
 
-from dividemix.io import write_json_atomic
-from dividemix.stage import run_stage
+from dividemix.files.atomic import write_json_atomic
+from dividemix.run.stage import run_stage
 
 PARAMS = ["data.dataset", "noise.mode", "noise.rate", "noise.seed", "noise.file", "noise.key"]
 PATHS = ["prepared", "noisy", "noise_summary"]
 
 
 def body(config, params, paths):
-    from dividemix.noise import noisy_label_file  # inside: after run_stage's signal handlers
+    from dividemix.noise.inject import noisy_label_file  # inside: after run_stage's signal handlers
 
     summary = noisy_label_file(
         dataset=config.data.dataset,

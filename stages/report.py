@@ -5,14 +5,14 @@ truly clean and truly noisy samples).
 """
 
 from dividemix.report.keys import PARAM_KEYS
-from dividemix.stage import run_stage
+from dividemix.run.stage import run_stage
 
 PARAMS = list(PARAM_KEYS)  # the keys the report prints and those that find the run's paper cell
 PATHS = ["prepared", "noisy", "artifacts", "metrics", "gallery", "noise_summary", "report"]
 
 
 def body(config, params, paths):
-    from dividemix.evaluation import RunArtifacts  # inside: after run_stage's signal handlers
+    from dividemix.judging.evaluation import RunArtifacts  # inside: after run_stage's signal handlers
     from dividemix.report.build import build_report, load_json
 
     metrics = load_json(paths.metrics, "metrics")

@@ -4,8 +4,8 @@ A killed run resumes from its last finished epoch (`training.resume`); the libra
 epochs of a run made from other inputs.
 """
 
-from dividemix.live import LiveLog
-from dividemix.stage import run_stage
+from dividemix.run.live import LiveLog
+from dividemix.run.stage import run_stage
 from dividemix.training.keys import OPTIMISER, SAMPLING, WORKSPACE
 
 PARAMS = [

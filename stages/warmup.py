@@ -1,7 +1,7 @@
 """DVC stage `warmup`: cross-entropy warm-up of both networks on the noisy labels; resumable per epoch."""
 
-from dividemix.live import LiveLog
-from dividemix.stage import run_stage
+from dividemix.run.live import LiveLog
+from dividemix.run.stage import run_stage
 from dividemix.training.keys import OPTIMISER, SAMPLING, WORKSPACE
 
 PARAMS = [

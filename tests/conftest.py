@@ -35,6 +35,19 @@ def pytest_runtest_makereport(item, call):
         reason = " ".join(str(call.excinfo.value).split())[:200]
         report.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: shared fixture failed in {first}: {reason}")
 
+# The tiers (README, "Tests"): unit tests of the maths and the library (`make test-fast`), stage
+# tests that run stages, DVC, Prefect or a whole tiny run (`stage`), end-to-end runs of the full
+# default pipeline (`slow`). `make test` runs the first two. A test is a stage test when it needs
+# one of these shared runs, or its module or itself is marked `stage`.
+STAGE_FIXTURES = {"tiny_run", "digits_data", "prefect_api", "folder_run", "ablated_run", "clothing_run"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if STAGE_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.stage)
+
+
 # Small enough for seconds on 2 cores, large enough to exercise every step (2 warm-up + 2 DivideMix
 # epochs). Every other key keeps its params.yaml value, so a stage never misses a parameter.
 TINY_OVERRIDES = {
@@ -156,35 +169,92 @@ def checksums(root: Path) -> dict[str, str]:
 
 def run_paths(root: Path):
     """The dvc.yaml layout of a run, rooted at `root`."""
-    from dividemix.layout import Paths
+    from dividemix.files.layout import Paths
 
     return Paths.layout(root)
 
 
+N_SMALL = 200  # the small workspace's training samples (and 50 test images after them)
+
+
+def small_workspace(**overrides):
+    """A Workspace of 200 digits (the real spec and model) with `overrides` of the tiny
+    parameters, built in memory from scikit-learn's digits: no file is read or written."""
+    import numpy as np
+    import torch
+    from sklearn.datasets import load_digits
+
+    from dividemix.config import parse_config
+    from dividemix.datasets.registry import SPECS
+    from dividemix.images.batches import DeviceImages
+    from dividemix.training.workspace import Workspace
+
+    bunch = load_digits()
+    images = bunch.images.astype(np.uint8)[:, None]
+    cpu = torch.device("cpu")
+    spec = SPECS["digits"]
+    config = parse_config(tiny_params(**overrides))
+    last = config.train.channels_last
+    return Workspace(
+        config=config,
+        device=cpu,
+        num_classes=10,
+        train_images=DeviceImages(images[:N_SMALL], spec, cpu, channels_last=last),
+        noisy_labels=torch.as_tensor(bunch.target[:N_SMALL], dtype=torch.int64),
+        test_images=DeviceImages(images[N_SMALL : N_SMALL + 50], spec, cpu, channels_last=last),
+        test_labels=torch.as_tensor(bunch.target[N_SMALL : N_SMALL + 50], dtype=torch.int64),
+    )
+
+
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
+def small_ws():
+    """The small workspace at the tiny parameters, built once per session. Read-only: tests that
+    change a field take a copy (`dataclasses.replace`, `copy.copy`)."""
+    return small_workspace()
+
+
+@pytest.fixture(scope="session")
+def digits_data(tmp_path_factory) -> Path:
+    """The digits prepared (data/prepared) with 50% symmetric noise, seed 1 (data/noisy), as the
+    download and noise stages make them: built once per session. Read-only: use `digits_run`."""
+    from dividemix.datasets.registry import SPECS
+    from dividemix.files.atomic import write_json_atomic
+    from dividemix.noise.inject import noisy_label_file
+
+    root = tmp_path_factory.mktemp("digits_data")
+    paths = run_paths(root)
+    SPECS["digits"].prepare(paths.prepared)
+    summary = noisy_label_file(dataset="digits", prepared=paths.prepared, out=paths.noisy, mode="sym", rate=0.5, seed=1)
+    write_json_atomic(paths.noise_summary, summary)  # as the noise stage does
+    return root
+
+
+def digits_run(digits_data: Path, root: Path) -> Path:
+    """A new run folder `root` holding a copy of the shared digits data (data/ and metrics/)."""
+    for folder in ("data", "metrics"):
+        shutil.copytree(digits_data / folder, root / folder)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, digits_data) -> Path:
     """A complete tiny run (download, noise, warm-up, train, baseline) made through the library.
 
     Read-only for tests: copy it before changing anything.
     """
     from dividemix.config import parse_config, select
-    from dividemix.datasets.registry import SPECS
     from dividemix.datasets.sources import manifest, truth_manifest
-    from dividemix.io import write_json_atomic
-    from dividemix.live import LiveLog
-    from dividemix.noise import noisy_label_file
+    from dividemix.files.atomic import write_json_atomic
+    from dividemix.run.live import LiveLog
     from dividemix.training.baseline import run_baseline
     from dividemix.training.train import run_train
     from dividemix.training.warmup import run_warmup
 
-    root = tmp_path_factory.mktemp("tiny_run")
+    root = digits_run(digits_data, tmp_path_factory.mktemp("tiny_run"))
     config = parse_config(TINY_PARAMS)
     paths = run_paths(root)
-    SPECS["digits"].prepare(paths.prepared)
     write_json_atomic(paths.sources, manifest(config.data))  # as the check stage does
     write_json_atomic(paths.truth_sources, truth_manifest(config.data))
-    summary = noisy_label_file(dataset="digits", prepared=paths.prepared, out=paths.noisy, mode="sym", rate=0.5, seed=1)
-    write_json_atomic(paths.noise_summary, summary)  # as the noise stage does
     # Each stage records the parameters it reads, as the stage scripts do under `dvc repro`.
     run_warmup(config, paths, select(config, stage_params("warmup")), live=LiveLog(paths.live / "warmup"))
     run_train(config, paths, select(config, stage_params("train")), live=LiveLog(paths.live / "train"))

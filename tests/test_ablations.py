@@ -19,22 +19,21 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-import dividemix.mixmatch as mixmatch
+import dividemix.method.mixmatch as mixmatch
 import dividemix.training.train as train_loop
-from conftest import run_paths, stage_params, tiny_params
-from dividemix import artifacts
+from conftest import N_SMALL, digits_run, run_paths, small_workspace, stage_params, tiny_params
 from dividemix.config import parse_config, select
 from dividemix.datasets.registry import SPECS
-from dividemix.device_images import DeviceImages
-from dividemix.mixmatch import co_guess, co_refine, ramp_weight, train_step
+from dividemix.files import artifacts
+from dividemix.images.batches import DeviceImages
+from dividemix.method.mixmatch import co_guess, co_refine, ramp_weight
 from dividemix.training.dividemix_epoch import dividemix_epoch
 from dividemix.training.optim import make_optimizer
 from dividemix.training.testing import ensemble_accuracy
 from dividemix.training.warmup import run_warmup, warmup_epoch
-from dividemix.training.workspace import NETS, Workspace
-from test_mixmatch import Lookup, division, make_batch, np_sharpen, np_softmax, t, tiny_net
+from dividemix.training.workspace import NETS
+from steps import Lookup, division, make_batch, np_sharpen, np_softmax, step, t, tiny_net, top1s
 
-N_SMALL = 200
 ALL_OFF = {
     "ablation.co_divide": False,
     "ablation.label_refinement": False,
@@ -42,27 +41,6 @@ ALL_OFF = {
     "ablation.augmentation": False,
     "ablation.ensemble_test": False,
 }
-
-
-def small_ws(**overrides) -> Workspace:
-    """200 digits (the real spec and model) with `overrides` of the tiny parameters, no files."""
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    images = bunch.images.astype(np.uint8)[:, None]
-    cpu = torch.device("cpu")
-    spec = SPECS["digits"]
-    config = parse_config(tiny_params(**overrides))
-    last = config.train.channels_last
-    return Workspace(
-        config=config,
-        device=cpu,
-        num_classes=10,
-        train_images=DeviceImages(images[:N_SMALL], spec, cpu, channels_last=last),
-        noisy_labels=torch.as_tensor(bunch.target[:N_SMALL], dtype=torch.int64),
-        test_images=DeviceImages(images[N_SMALL : N_SMALL + 50], spec, cpu, channels_last=last),
-        test_labels=torch.as_tensor(bunch.target[N_SMALL : N_SMALL + 50], dtype=torch.int64),
-    )
 
 
 def capture_mix(monkeypatch) -> list:
@@ -78,12 +56,9 @@ def capture_mix(monkeypatch) -> list:
     return seen
 
 
-def step(net, peer, batch, **kwargs):
+def run_step(net, peer, batch, **options):
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-    return train_step(
-        net, peer, optimizer, batch, num_classes=3, T=0.5, alpha=4.0, lambda_u=25.0,
-        rng=np.random.default_rng(0), generator=torch.Generator().manual_seed(0), **kwargs,
-    )
+    return step(net, peer, optimizer, batch, lambda_u=25.0, **options)
 
 
 class Refuses(nn.Module):
@@ -97,7 +72,7 @@ class Refuses(nn.Module):
 def test_without_label_refinement_the_labeled_targets_are_the_noisy_one_hot_labels(monkeypatch):
     seen = capture_mix(monkeypatch)
     batch = make_batch(6, 5)
-    step(tiny_net(0), tiny_net(1), batch, label_refinement=False)
+    run_step(tiny_net(0), tiny_net(1), batch, label_refinement=False)
     targets = seen[0][1]
     onehot = F.one_hot(batch.y, 3).float()
     assert torch.equal(targets[:6], onehot) and torch.equal(targets[6:12], onehot)
@@ -110,7 +85,7 @@ def test_with_label_refinement_the_labeled_targets_are_not_the_one_hot_labels(mo
     """The control of the test above: the switch is what makes the difference."""
     seen = capture_mix(monkeypatch)
     batch = make_batch(6, 5)
-    step(tiny_net(0), tiny_net(1), batch)
+    run_step(tiny_net(0), tiny_net(1), batch)
     assert not torch.equal(seen[0][1][:6], F.one_hot(batch.y, 3).float())
 
 
@@ -125,11 +100,11 @@ def test_co_guess_without_a_peer_is_the_net_s_own_sharpened_mean():
 
 def test_without_co_guessing_the_step_never_calls_the_peer_and_guesses_alone(monkeypatch):
     with pytest.raises(AssertionError, match="must not be called"):  # the control: co-guessing calls the peer
-        step(tiny_net(0), Refuses(), make_batch(6, 5))
+        run_step(tiny_net(0), Refuses(), make_batch(6, 5))
     seen = capture_mix(monkeypatch)
     batch, net = make_batch(6, 5), tiny_net(0)
     alone = copy.deepcopy(net)  # in train mode, as the step's guessing passes
-    step(net, Refuses(), batch, co_guessing=False)
+    run_step(net, Refuses(), batch, co_guessing=False)
     with torch.no_grad():  # the unlabeled targets: the trained net's own two softmaxes, averaged, sharpened
         p = (F.softmax(alone(batch.u1), 1) + F.softmax(alone(batch.u2), 1)) / 2
     expected = p**2 / (p**2).sum(1, keepdim=True)  # T = 0.5
@@ -138,10 +113,10 @@ def test_without_co_guessing_the_step_never_calls_the_peer_and_guesses_alone(mon
 
 # ---------------------------------------------------------------------------------- augmentation
 def test_without_augmentation_training_batches_are_the_test_transform(monkeypatch):
-    ws = small_ws(**{"ablation.augmentation": False})
+    ws = small_workspace(**{"ablation.augmentation": False})
     index = torch.tensor([3, 1, 4, 1, 5])
     assert torch.equal(ws.train_batch(index, torch.Generator().manual_seed(0)), ws.train_images.plain(index))
-    with_aug = small_ws()
+    with_aug = small_workspace()
     augmented = with_aug.train_batch(index, torch.Generator().manual_seed(0))
     assert not torch.equal(augmented, with_aug.train_images.plain(index))
 
@@ -177,10 +152,10 @@ def test_without_ensemble_test_the_reported_accuracy_is_net1_alone():
     net1 = Fixed([[2.0, 0.0], [0.0, 1.0]])
     net2 = Fixed([[0.0, 1.0], [3.0, 0.0]])
     for ablation, expected in ((True, [0.5, 0.5, 1.0]), (False, [0.5, 0.5, 0.5])):
-        ws = small_ws(**{"ablation.ensemble_test": ablation})
+        ws = small_workspace(**{"ablation.ensemble_test": ablation})
         ws.test_images = DeviceImages(np.zeros((2, 1, 8, 8), np.uint8), SPECS["digits"], torch.device("cpu"))
         ws.test_labels = torch.tensor([0, 0])
-        assert ensemble_accuracy([net1, net2], ws) == pytest.approx(expected)
+        assert top1s(ensemble_accuracy([net1, net2], ws)) == pytest.approx(expected)
 
 
 # ------------------------------------------------------------------------------------ co-divide
@@ -213,14 +188,10 @@ def test_without_co_divide_each_network_trains_on_its_own_division(tiny_run, tmp
 
 # ---------------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
-def ablated_run(tmp_path_factory):
-    from dividemix.noise import noisy_label_file
-
-    root = tmp_path_factory.mktemp("ablated")
+def ablated_run(tmp_path_factory, digits_data):
+    root = digits_run(digits_data, tmp_path_factory.mktemp("ablated"))
     config = parse_config(tiny_params(**{"train.epochs": 3, **ALL_OFF}))
     paths = run_paths(root)
-    SPECS["digits"].prepare(paths.prepared)
-    noisy_label_file(dataset="digits", prepared=paths.prepared, out=paths.noisy, mode="sym", rate=0.5, seed=1)
     run_warmup(config, paths, select(config, stage_params("warmup")))
     train_loop.run_train(config, paths, select(config, stage_params("train")))
     return root

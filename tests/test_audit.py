@@ -18,16 +18,16 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from dividemix import artifacts
 from dividemix.audit.diff import diff_runs
 from dividemix.audit.export import EXPORT_SCHEMA
 from dividemix.audit.measures import auc, jaccard
 from dividemix.audit.sources import open_source
 from dividemix.audit.trace import trace_samples
 from dividemix.datasets.prepared import TRAIN_TRUTH
-from dividemix.evaluation import RunArtifacts, division_quality
-from dividemix.relabel import DECISIONS, decide
-from dividemix.truth import truth_of
+from dividemix.files import artifacts
+from dividemix.judging.evaluation import RunArtifacts, division_quality
+from dividemix.judging.relabel import DECISIONS, decide
+from dividemix.judging.truth import truth_of
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

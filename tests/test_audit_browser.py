@@ -7,11 +7,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from browser import PNG_SIGNATURE, check_page, keep_screenshot, needs_chromium
 from conftest import TINY_PARAMS
-from dividemix import artifacts
+from dividemix.files import artifacts
 
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, pytest.mark.stage]
 
 
 # -------------------------------------------------------------------- the checker can fail
@@ -50,10 +52,10 @@ def test_checker_catches_console_errors_and_exceptions(tmp_path: Path):
 def test_report_page_renders_in_chromium(tiny_run: Path, tmp_path: Path):
     """report/index.html as the report stage builds it, from a tiny run."""
     from dividemix.config import parse_config, select
-    from dividemix.evaluation import RunArtifacts, accuracy_curves, division_quality, summary_metrics
-    from dividemix.noise import noisy_label_file
+    from dividemix.judging.evaluation import RunArtifacts, accuracy_curves, division_quality, summary_metrics
+    from dividemix.judging.truth import truth_of
+    from dividemix.noise.inject import noisy_label_file
     from dividemix.report.build import PARAM_KEYS, build_report
-    from dividemix.truth import truth_of
 
     prepared, noisy = tiny_run / "data/prepared", tiny_run / "data/noisy/labels.parquet"
     run = RunArtifacts(tiny_run / "artifacts")
@@ -100,9 +102,9 @@ def test_diff_page_renders_in_chromium(tiny_run: Path, tmp_path: Path):
 
 def test_inspect_page_shows_the_gallery_as_thumbnails(tiny_run: Path, tmp_path: Path, capsys):
     """`dividemix inspect`: per class the distrusted and the most trusted samples, from the store."""
-    from dividemix.evaluation import RunArtifacts
-    from dividemix.gallery import build_gallery
-    from dividemix.truth import truth_of
+    from dividemix.judging.evaluation import RunArtifacts
+    from dividemix.judging.gallery import build_gallery
+    from dividemix.judging.truth import truth_of
     from dividemix_cli import main
 
     run = tmp_path / "run"

@@ -19,6 +19,8 @@ import pytest
 
 from conftest import dvc_stage_args, run_stage_script, tiny_params, write_params
 
+pytestmark = pytest.mark.stage  # runs stages, DVC or Prefect: not in the fast tier
+
 STAGE_ARGS = {stage: dvc_stage_args(stage) for stage in ("noise", "train")}
 
 

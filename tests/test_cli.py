@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.stage  # runs stages, DVC or Prefect: not in the fast tier
+
 COMMANDS = ["run", "serve", "sweep", "diff", "trace", "export", "preset"]
 
 

@@ -14,23 +14,24 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch import nn
 from torch.nn import functional as F
 
-import dividemix.codivide as codivide
-import dividemix.inference as inference
+import dividemix.method.codivide as codivide
+import dividemix.method.inference as inference
 import dividemix.training.train as train_loop
-from conftest import run_paths, stage_params, tiny_params
-from dividemix.codivide import LossHistory, divide, fit_mixture, min_max_normalise, per_sample_loss
+from conftest import digits_run, run_paths, stage_params, tiny_params
 from dividemix.config import ConfigError, parse_config, select
 from dividemix.datasets.prepared import load_test_set
 from dividemix.datasets.registry import SPECS
-from dividemix.device_images import DeviceImages
-from dividemix.inference import eval_logits
-from dividemix.models import cnn_small
+from dividemix.images.batches import DeviceImages
+from dividemix.method.codivide import LossHistory, divide, fit_mixture, min_max_normalise, per_sample_loss
+from dividemix.method.inference import eval_logits
+from dividemix.method.models import cnn_small
 from dividemix.training.rows import division_rows, epoch_row
 from dividemix.training.sampling import balanced_sample
+from dividemix.training.testing import Accuracies, Accuracy
 from dividemix.training.warmup import run_warmup
+from steps import state_copy
 
 
 # ----------------------------------------------------------------------------- normalisation
@@ -164,10 +165,6 @@ def test_per_sample_loss_is_plain_eval_mode_cross_entropy(few_digits, monkeypatc
 
 
 # ------------------------------------------------------------------------- co-divide wiring
-def state_copy(net: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in net.state_dict().items()}
-
-
 def same_state(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -276,17 +273,13 @@ def test_co_divide_of_a_subset_records_its_sample_index(few_digits):
 
 
 @pytest.fixture(scope="module")
-def clothing_run(tmp_path_factory):
+def clothing_run(tmp_path_factory, digits_data):
     """A tiny Clothing1M-protocol run on digits, with 100 test images lent as the validation set."""
-    from dividemix.noise import noisy_label_file
-
-    root = tmp_path_factory.mktemp("clothing")
+    root = digits_run(digits_data, tmp_path_factory.mktemp("clothing"))
     raw = tiny_params(**{"train.epochs": 4, "train.protocol": "clothing1m", "train.num_batches": 3,
                          "train.lambda_u": 0.0, "train.conf_penalty": True})
     config = parse_config(raw)
     paths = run_paths(root)
-    SPECS["digits"].prepare(paths.prepared)
-    noisy_label_file(dataset="digits", prepared=paths.prepared, out=paths.noisy, mode="sym", rate=0.5, seed=1)
     test_x, test_y = load_test_set(paths.prepared)
     # lend 100 test images as the clean validation set, as a folder data set with a val list has one
     np.save(paths.prepared / "val_images.npy", test_x[:100])
@@ -299,7 +292,7 @@ def clothing_run(tmp_path_factory):
 
 
 def test_clothing1m_warmup_and_division_use_class_balanced_samples(clothing_run):
-    from dividemix import artifacts
+    from dividemix.files import artifacts
 
     root, config, _ = clothing_run
     warm = artifacts.read_table(root / "artifacts/warmup/losses.parquet", "losses")
@@ -323,7 +316,7 @@ def test_clothing1m_warmup_and_division_use_class_balanced_samples(clothing_run)
 
 
 def test_clothing1m_keeps_best_validation_weights_and_tests_their_ensemble(clothing_run):
-    from dividemix import artifacts
+    from dividemix.files import artifacts
 
     root, config, (val_x, val_y) = clothing_run
     epochs = pd.concat([artifacts.read_table(root / "artifacts/warmup/epochs.parquet", "epochs"),
@@ -361,9 +354,9 @@ def test_epochs_files_of_schema_v1_are_read_with_null_validation_columns(tmp_pat
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from dividemix import artifacts
+    from dividemix.files import artifacts
 
-    row = epoch_row(3, "dividemix", [0.5, 0.6, 0.7], {1: 10, 2: 11})
+    row = epoch_row(3, "dividemix", Accuracies(Accuracy(0.5), Accuracy(0.6), Accuracy(0.7)), {1: 10, 2: 11})
     artifacts.write_table(tmp_path / "epochs/epoch_004.parquet", "epochs", row | {"epoch": [4]})
     old = pa.Table.from_pydict({k: row[k] for k in artifacts.EPOCHS_V1.names}, schema=artifacts.EPOCHS_V1)
     old = old.replace_schema_metadata({b"dividemix.schema": b"epochs", b"dividemix.schema_version": b"1"})

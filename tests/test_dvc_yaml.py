@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from conftest import REPO, stage_module, stage_params
-from dividemix.code_deps import SOURCE_ROOT, closure
 from dividemix.config import RESULT_NEUTRAL, Config
-from dividemix.stage import flag
+from dividemix.run.code_deps import SOURCE_ROOT, closure
+from dividemix.run.stage import flag
 
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
 STAGES = DVC["stages"]
@@ -71,7 +71,7 @@ def test_code_deps_keep_the_parts_apart():
     for family in ("cifar", "digits", "folder", "download"):
         assert [name for name, deps in runs.items() if f"pipeline/dividemix/datasets/{family}.py" in deps] == ["download"]
     for part in ("codivide", "mixmatch"):
-        assert [name for name, deps in runs.items() if f"pipeline/dividemix/{part}.py" in deps] == ["train"]
+        assert [name for name, deps in runs.items() if f"pipeline/dividemix/method/{part}.py" in deps] == ["train"]
 
 
 def test_every_params_yaml_key_is_read_by_some_stage():
@@ -83,7 +83,7 @@ def test_every_params_yaml_key_is_read_by_some_stage():
 
 def test_the_library_layout_is_the_one_dvc_yaml_wires(tmp_path):
     """Paths.layout (tests, benchmarks) names the same files as the stage commands."""
-    from dividemix.layout import Paths
+    from dividemix.files.layout import Paths
 
     commands = " ".join(stage["cmd"] for stage in STAGES.values())
     layout = Paths.layout(tmp_path)
@@ -95,7 +95,7 @@ def test_the_library_layout_is_the_one_dvc_yaml_wires(tmp_path):
 @pytest.mark.parametrize("name", list(STAGES))
 def test_stage_command_passes_each_path_its_script_takes(name: str, tmp_path):
     """`--FIELD PATH` for every PATHS entry of the script, PATH the layout's, and nothing else."""
-    from dividemix.layout import Paths
+    from dividemix.files.layout import Paths
 
     module = stage_module(name)
     layout = Paths.layout(tmp_path)
@@ -103,3 +103,27 @@ def test_stage_command_passes_each_path_its_script_takes(name: str, tmp_path):
     given = dict(zip(words[::2], words[1::2]))
     expected = {flag(field): getattr(layout, field).relative_to(tmp_path).as_posix() for field in module.PATHS}
     assert given == expected
+
+
+def test_one_command_rewrites_the_code_deps_from_the_imports(tmp_path):
+    """`dividemix deps` puts back every stage's code deps, in place, and touches no other line;
+    `--check` reports a drift with exit status 1 and changes nothing."""
+    import shutil
+    import subprocess
+    import sys
+
+    from dividemix.run.code_deps import rewrite_dvc_yaml
+
+    original = (REPO / "dvc.yaml").read_text()
+    stripped = "".join(line for line in original.splitlines(keepends=True) if "- pipeline/dividemix/" not in line)
+    shifted = original.replace("      - pipeline/dividemix/config.py\n", "", 1)  # one stage drifts
+    assert rewrite_dvc_yaml(stripped, lambda name: sorted(d for d in STAGES[name]["deps"] if d.startswith("pipeline/"))) \
+        == original
+    shutil.copytree(REPO / "stages", tmp_path / "stages")
+    (tmp_path / "dvc.yaml").write_text(shifted)
+    command = [sys.executable, "-m", "dividemix_cli", "deps", "--repo", str(tmp_path)]
+    check = subprocess.run([*command, "--check"], capture_output=True, text=True)
+    assert check.returncode == 1 and "drifted for check" in check.stdout
+    assert (tmp_path / "dvc.yaml").read_text() == shifted
+    subprocess.run(command, check=True, capture_output=True)
+    assert (tmp_path / "dvc.yaml").read_text() == original

@@ -13,6 +13,8 @@ import yaml
 
 from conftest import REPO, dvc_env, write_params
 
+pytestmark = pytest.mark.stage  # runs stages, DVC or Prefect: not in the fast tier
+
 # Two settings x two seeds; "last 10" and "best" per experiment, as fractions.
 EXPERIMENTS = {
     "c10-sym50-s0": ({"data.dataset": "cifar10", "noise.rate": 0.5, "noise.seed": 1, "train.seed": 123}, 0.941, 0.951),

@@ -22,6 +22,8 @@ import yaml
 from conftest import REPO, TINY_PARAMS, checksums, dvc, dvc_env, make_repo, tiny_params, write_params
 from prefect_server import prefect_api  # noqa: F401  (the session fixture)
 
+pytestmark = pytest.mark.stage  # runs stages, DVC or Prefect: not in the fast tier
+
 # dvc.yaml declares its stages in dependency order (test_stage_order_is_dvcs checks DVC's order).
 STAGES = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
 TINY_EPOCHS = TINY_PARAMS["train"]["epochs"]

@@ -32,7 +32,7 @@ from dividemix.datasets.prepared import (
 )
 from dividemix.datasets.registry import prepare_dataset
 from dividemix.datasets.spec import DatasetSpec, DataSourceError
-from dividemix.noise import noisy_label_file
+from dividemix.noise.inject import noisy_label_file
 
 SIZE = 8
 TRAIN = [("a/0.png", 0), ("a/1.png", 1), ("b/2 with space.png", 2), ("b/3.png", 0), ("c/4.png", 1), ("c/5.png", 2)]

@@ -14,6 +14,8 @@ from sklearn.datasets import load_digits
 from browser import check_page, needs_chromium
 from conftest import dvc, make_repo, stages_run, tiny_params, write_params
 
+pytestmark = pytest.mark.stage  # runs stages, DVC or Prefect: not in the fast tier
+
 
 def write_digit_folder(base: Path, lists_dir: Path) -> dict[str, Path]:
     """150 digits as 8x8 RGB PNGs: 90 train (a third of the labels shifted by one), 30 val, 30 test.
@@ -103,7 +105,7 @@ def test_the_verified_subset_gives_division_and_export_figures(verified_run):
     # under the Clothing1M protocol each network divides 2 x 16 sampled images: the figures rest on
     # the verified ones among them (<= 32), and say so
     assert 0 < metrics["division_truth_n_last"] <= 32
-    from dividemix import artifacts
+    from dividemix.files import artifacts
 
     divisions = artifacts.read_table(verified_run / "artifacts/divisions", "divisions")
     last = divisions[divisions["epoch"] == divisions["epoch"].max()]
@@ -118,7 +120,7 @@ def test_the_verified_subset_gives_division_and_export_figures(verified_run):
 
 @needs_chromium
 def test_the_report_shows_thumbnails_from_the_store(verified_run, tmp_path):
-    from dividemix import artifacts
+    from dividemix.files import artifacts
 
     gallery = artifacts.read_table(verified_run / "artifacts/gallery.parquet", "gallery")
     assert set(gallery["group"]) == {"distrusted", "clean"}

@@ -17,19 +17,19 @@ from torch import nn
 from torch.nn import functional as F
 
 import dividemix.training.dividemix_epoch as dividemix_epoch_module
-import dividemix.training.rows as training_rows
-from dividemix.codivide import LossHistory, co_divide_one
+from conftest import N_SMALL, small_workspace
 from dividemix.datasets.registry import SPECS
 from dividemix.device import host_to_device
-from dividemix.device_images import DeviceImages
-from dividemix.inference import eval_logits
-from dividemix.mixmatch import StepBatch, train_step
+from dividemix.images.batches import DeviceImages
+from dividemix.images.transforms import random_hflip, random_translate
+from dividemix.method.codivide import LossHistory, co_divide_one
+from dividemix.method.inference import eval_logits
+from dividemix.method.losses import StepLosses
+from dividemix.method.mixmatch import StepBatch
 from dividemix.training.dividemix_epoch import dividemix_epoch
 from dividemix.training.optim import make_optimizer
 from dividemix.training.warmup import warmup_epoch, warmup_step
-from dividemix.transforms import random_hflip, random_translate
-from test_ablations import N_SMALL, small_ws
-from test_mixmatch import division
+from steps import division, stacked, step
 
 RGB = dataclasses.replace(SPECS["digits"], mean=(0.3, 0.4, 0.5), std=(0.2, 0.25, 0.3))
 
@@ -57,12 +57,9 @@ def rgb_batch(b: int, bu: int, seed: int = 0) -> StepBatch:
     )
 
 
-def run_step(net, peer, batch, **kwargs):
+def run_step(net, peer, batch, **options):
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-    return train_step(
-        net, peer, optimizer, batch, num_classes=4, T=0.5, alpha=4.0, lambda_u=25.0,
-        rng=np.random.default_rng(0), generator=torch.Generator().manual_seed(0), **kwargs,
-    )
+    return stacked(step(net, peer, optimizer, batch, lambda_u=25.0, num_classes=4, **options))
 
 
 # ----------------------------------------------------------------------- batched augmentation
@@ -147,7 +144,7 @@ def test_amp_warmup_step_and_eval_pass():
     for amp in (False, True):
         copy_ = copy.deepcopy(net)
         optimizer = torch.optim.SGD(copy_.parameters(), lr=0.1)
-        out[amp] = warmup_step(copy_, optimizer, x, y, conf_penalty=True, amp=amp)
+        out[amp] = stacked(warmup_step(copy_, optimizer, x, y, conf_penalty=True, amp=amp))
     assert torch.isfinite(out[True]).all()
     torch.testing.assert_close(out[True], out[False], rtol=0.05, atol=0.02)
     assert not torch.equal(out[True], out[False])
@@ -184,12 +181,12 @@ def test_channels_last_step_gives_the_same_numbers_within_tolerance():
 
 
 def test_train_channels_last_puts_network_and_batches_in_channels_last():
-    ws = small_ws(**{"train.channels_last": True})
+    ws = small_workspace(**{"train.channels_last": True})
     net = ws.new_net(1)
     assert net[0][0].weight.is_contiguous(memory_format=torch.channels_last)
     assert ws.train_images.channels_last and ws.test_images.channels_last
     rows = warmup_epoch(net, make_optimizer(net, ws.config.train), ws, 0, 1, conf_penalty=False)
-    reference = small_ws()
+    reference = small_workspace()
     net_ref = reference.new_net(1)
     optimizer = make_optimizer(net_ref, reference.config.train)
     rows_ref = warmup_epoch(net_ref, optimizer, reference, 0, 1, conf_penalty=False)
@@ -198,7 +195,7 @@ def test_train_channels_last_puts_network_and_batches_in_channels_last():
 
 # -------------------------------------------------------------------------------- eval batch size
 def test_eval_passes_use_the_configured_batch():
-    ws = small_ws(**{"train.eval_batch_size": 64})
+    ws = small_workspace(**{"train.eval_batch_size": 64})
     net = ws.new_net(1)
     sizes = []
     handle = net.register_forward_pre_hook(lambda module, args: sizes.append(len(args[0])))
@@ -219,7 +216,7 @@ SYNCS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__")
 
 @pytest.fixture
 def no_host_sync(monkeypatch):
-    """Tensor -> host conversions raise, except inside rows.host_values (the per-epoch gather).
+    """Tensor -> host conversions raise, except inside StepLosses.to_host (the per-epoch gather).
 
     On a GPU each of these waits for the device; on the CPU they are the same calls, so a step
     loop that completes here makes none of them.
@@ -234,21 +231,21 @@ def no_host_sync(monkeypatch):
             return _real(self, *args, **kwargs)
 
         monkeypatch.setattr(torch.Tensor, name, guarded)
-    real_gather = training_rows.host_values
+    real_gather = StepLosses.to_host
 
-    def gather(values):
+    def gather(steps):
         state["allowed"] = True
         try:
-            return real_gather(values)
+            return real_gather(steps)
         finally:
             state["allowed"] = False
 
-    monkeypatch.setattr(training_rows, "host_values", gather)
+    monkeypatch.setattr(StepLosses, "to_host", staticmethod(gather))
     return state
 
 
 def test_step_loops_make_no_host_sync(no_host_sync):
-    ws = small_ws(**{"train.amp": True})  # the autocast path too
+    ws = small_workspace(**{"train.amp": True})  # the autocast path too
     nets = {i: ws.new_net(i) for i in (1, 2)}
     optimizer = make_optimizer(nets[1], ws.config.train)
     rows = warmup_epoch(nets[1], optimizer, ws, 0, 1, conf_penalty=True)
@@ -261,7 +258,7 @@ def test_step_loops_make_no_host_sync(no_host_sync):
 
 def test_the_sync_guard_catches_a_sync_in_the_loop(no_host_sync, monkeypatch):
     """The control: one .item() per step (here in the ramp) is caught."""
-    ws = small_ws()
+    ws = small_workspace()
     nets = {i: ws.new_net(i) for i in (1, 2)}
     real_ramp = dividemix_epoch_module.ramp_weight
     monkeypatch.setattr(dividemix_epoch_module, "ramp_weight", lambda *a: real_ramp(*a) + torch.zeros(()).item())
@@ -275,11 +272,11 @@ def test_the_sync_guard_catches_a_sync_in_the_loop(no_host_sync, monkeypatch):
 @pytest.mark.slow
 def test_train_compile_builds_and_steps():
     """Slow: inductor compiles C++ kernels on the CPU (about 1.5 minutes on 2 busy cores)."""
-    ws = small_ws(**{"train.compile": True})
+    ws = small_workspace(**{"train.compile": True})
     net = ws.new_net(1)
     assert not isinstance(net, torch._dynamo.eval_frame.OptimizedModule)  # compiled in place:
-    assert set(net.state_dict()) == set(small_ws().new_net(1).state_dict())  # checkpoint keys unchanged
-    eager = small_ws().new_net(1)
+    assert set(net.state_dict()) == set(small_workspace().new_net(1).state_dict())  # checkpoint keys unchanged
+    eager = small_workspace().new_net(1)
     eager.load_state_dict(net.state_dict())
     index = torch.arange(8)
     net.eval(), eager.eval()

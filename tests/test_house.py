@@ -7,6 +7,7 @@ and, for torch, what a real import loads, so a new import across a wall fails he
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from conftest import REPO
 from dividemix import catalog
-from dividemix.code_deps import SOURCE_ROOT, closure
+from dividemix.run.code_deps import SOURCE_ROOT, closure
 
 LIBRARY = SOURCE_ROOT / "dividemix"
 MAX_MODULE_LINES = 350
@@ -51,8 +52,8 @@ def imports_any(path: Path, prefixes: tuple[str, ...], **kwargs) -> list[str]:
 
 
 ORCHESTRATION = ("prefect", "prefect_dask", "dask", "distributed", "dividemix_flows", "dividemix_cli")
-TRAINING_INTERNALS = ("torch", "dividemix.training", "dividemix.codivide", "dividemix.mixmatch", "dividemix.models",
-                      "dividemix.inference", "dividemix.device_images", "dividemix.transforms")
+TRAINING_INTERNALS = ("torch", "dividemix.training", "dividemix.method.codivide", "dividemix.method.mixmatch", "dividemix.method.models",
+                      "dividemix.method.inference", "dividemix.images.batches", "dividemix.images.transforms")
 
 
 @pytest.mark.parametrize("path", python_files(REPO / "stages"), ids=lambda p: p.name)
@@ -64,11 +65,11 @@ def test_a_stage_imports_no_orchestration_and_no_other_stage(path: Path):
 @pytest.mark.parametrize("path", python_files(LIBRARY), ids=module_name)
 def test_the_library_never_imports_orchestration_and_reads_argv_in_stage_only(path: Path):
     assert imports_any(path, ORCHESTRATION) == []
-    if module_name(path) != "dividemix.stage":
+    if module_name(path) != "dividemix.run.stage":
         assert imports_any(path, ("argparse",)) == [] and "sys.argv" not in path.read_text()
     if module_name(path) != "dividemix.audit.sources":  # the audit reads revisions through DVC
         assert imports_any(path, ("dvc",)) == []
-    if module_name(path) != "dividemix.live":  # DVC's logger, behind one small adapter
+    if module_name(path) != "dividemix.run.live":  # DVC's logger, behind one small adapter
         assert imports_any(path, ("dvclive",)) == []
 
 
@@ -79,7 +80,7 @@ TRUTH_NAMES = {"load_train_truth", "TRAIN_TRUTH", "known_clean_mask", "read_trut
 def test_training_never_names_the_truth(stage: str):
     """No module a training stage executes names the true labels (prepared.py defines them)."""
     for path in closure(REPO / "stages" / f"{stage}.py"):
-        if module_name(path) in ("dividemix.datasets.prepared", "dividemix.layout"):  # they define the names
+        if module_name(path) in ("dividemix.datasets.prepared", "dividemix.files.layout"):  # they define the names
             continue
         names = {node.id for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Name)}
         names |= {alias.name for node in ast.walk(ast.parse(path.read_text()))
@@ -112,6 +113,49 @@ def test_the_flows_and_the_audit_load_no_torch():
     code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def readme_map() -> dict[str, tuple[str, set[str]]]:
+    """The README's map of the library: part -> (where, the parts it may import)."""
+    text = (REPO / "README.md").read_text()
+    table = text[text.index("| part | where |"):].split("\n\n")[0]
+    parts = {}
+    for row in table.splitlines()[2:]:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        where = cells[1].strip("`")
+        if where.startswith("dividemix/"):
+            parts[cells[0].strip("`")] = (where, set(re.findall(r"`(\w+)`", cells[3])))
+    return parts
+
+
+def part_of(module: str) -> str:
+    """The part a library module belongs to: dividemix.method.codivide -> method."""
+    return module.split(".")[1] if module.count(".") else module
+
+
+def test_the_folders_are_the_readme_map():
+    """`ls pipeline/dividemix` is the map: every folder and top module a part the README names, and
+    every part there; each folder a package whose docstring says what it may import."""
+    parts = readme_map()
+    found = {path.stem if path.is_file() else path.name: path for path in LIBRARY.iterdir()
+             if path.name not in ("__init__.py", "__pycache__") and (path.is_dir() or path.suffix == ".py")}
+    assert sorted(found) == sorted(parts)
+    for name, (where, _) in parts.items():
+        assert (SOURCE_ROOT / where.rstrip("/")).exists() if where.endswith("/") else (SOURCE_ROOT / where).is_file()
+        if found[name].is_dir():
+            doc = ast.get_docstring(ast.parse((found[name] / "__init__.py").read_text())) or ""
+            assert "May import" in doc or "may import" in doc, name
+
+
+@pytest.mark.parametrize("path", python_files(LIBRARY), ids=module_name)
+def test_each_part_imports_only_what_the_map_allows(path: Path):
+    parts = readme_map()
+    own = part_of(module_name(path))
+    if own == "dividemix":  # the package's own __init__
+        return
+    allowed = parts[own][1] | {own}
+    used = {part_of(name) for name in imports(path) if name.startswith("dividemix.")}
+    assert used <= allowed, f"{module_name(path)} imports {sorted(used - allowed)}; the map allows {sorted(allowed)}"
 
 
 def test_the_library_has_no_import_cycle():
@@ -162,7 +206,7 @@ def test_benchmarks_print_figures_and_assert_nothing(path: Path):
 def test_the_catalog_names_what_the_registries_implement():
     """config validates against the catalog; the data sets and models must be exactly those."""
     from dividemix.datasets.registry import SPECS
-    from dividemix.models import MODELS
+    from dividemix.method.models import MODELS
 
     assert list(SPECS) == list(catalog.DATASETS)
     assert sorted(MODELS) == sorted(catalog.MODELS)

@@ -19,9 +19,9 @@ from dividemix.datasets.prepared import images_path, read_meta, rows_digest, spe
 from dividemix.datasets.registry import prepare_dataset
 from dividemix.datasets.sources import manifest
 from dividemix.datasets.spec import DataSourceError
-from dividemix.device_images import DeviceImages
-from dividemix.streamed_images import StreamedImages
-from dividemix.transforms import center_crop, random_crop, random_resized_crop, resized_crop_boxes
+from dividemix.images.batches import DeviceImages
+from dividemix.images.streamed import StreamedImages
+from dividemix.images.transforms import center_crop, random_crop, random_resized_crop, resized_crop_boxes
 
 CROP = 8  # data.image_size; the store keeps round(8 * 8 / 7) = 9 (the reference's 256 for 224)
 

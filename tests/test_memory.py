@@ -13,9 +13,9 @@ import torch
 
 import dividemix.training.train as train_loop
 from conftest import run_paths, stage_params, tiny_params
-from dividemix import artifacts
-from dividemix.codivide import Division
 from dividemix.config import parse_config, select
+from dividemix.files import artifacts
+from dividemix.method.codivide import Division
 from dividemix.training.rows import merge_rows
 
 

@@ -12,60 +12,38 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from conftest import tiny_params
-from dividemix import artifacts
-from dividemix.codivide import Division, Mixture
+from conftest import N_SMALL, tiny_params
 from dividemix.config import parse_config
-from dividemix.datasets.registry import SPECS
-from dividemix.device_images import DeviceImages
-from dividemix.mixmatch import (
-    StepBatch,
+from dividemix.files import artifacts
+from dividemix.method.codivide import Division, Mixture
+from dividemix.method.losses import confidence_penalty, labeled_loss, prior_penalty, unlabeled_loss
+from dividemix.method.mixmatch import (
     co_guess,
     co_refine,
-    labeled_loss,
     mix,
     mixup_coefficient,
-    prior_penalty,
     ramp_weight,
     sharpen,
-    train_step,
-    unlabeled_loss,
 )
-from dividemix.seeds import derived_seed
 from dividemix.training.dividemix_epoch import dividemix_epoch
-from dividemix.training.optim import learning_rate, make_optimizer
-from dividemix.training.warmup import confidence_penalty
-from dividemix.training.workspace import NETS, Workspace
-
-
-def np_softmax(z):
-    z = np.asarray(z, dtype=np.float64)
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def np_sharpen(p, T):
-    q = np.asarray(p, dtype=np.float64) ** (1.0 / T)
-    return q / q.sum(axis=-1, keepdims=True)
-
-
-def t(x):
-    return torch.as_tensor(np.asarray(x, dtype=np.float32))
-
-
-class Lookup(nn.Module):
-    """A stub network: the logits of a sample are table[first value of the sample] (fixed, known)."""
-
-    def __init__(self, table: dict[int, list[float]]):
-        super().__init__()
-        self.table = table
-        self.calls = 0
-
-    def forward(self, x):
-        self.calls += 1
-        return torch.stack([t(self.table[int(v)]) for v in x.reshape(len(x), -1)[:, 0]])
+from dividemix.training.optim import learning_rate
+from dividemix.training.streams import derived_seed
+from dividemix.training.workspace import Workspace
+from steps import (
+    Lookup,
+    assert_same_state,
+    division,
+    make_batch,
+    nets_for,
+    np_sharpen,
+    np_softmax,
+    stacked,
+    state_copy,
+    step,
+    t,
+    tiny_net,
+)
 
 
 # ------------------------------------------------------------------------------------ sharpen
@@ -224,40 +202,9 @@ def test_sharpen_with_a_small_temperature_stays_a_distribution():
 
 
 # ----------------------------------------------------------------------------------- train step
-def tiny_net(seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
-
-
-def make_batch(b: int, bu: int, seed: int = 0) -> StepBatch:
-    g = torch.Generator().manual_seed(seed)
-    return StepBatch(
-        x1=torch.randn(b, 4, generator=g),
-        x2=torch.randn(b, 4, generator=g),
-        y=torch.randint(0, 3, (b,), generator=g),
-        w=torch.rand(b, generator=g),
-        u1=torch.randn(bu, 4, generator=g),
-        u2=torch.randn(bu, 4, generator=g),
-    )
-
-
 def run_step(net, peer, batch, lambda_u=25.0):
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-    return train_step(
-        net, peer, optimizer, batch, num_classes=3, T=0.5, alpha=4.0, lambda_u=lambda_u,
-        rng=np.random.default_rng(0), generator=torch.Generator().manual_seed(0),
-    )
-
-
-def state_copy(net: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in net.state_dict().items()}
-
-
-def assert_same_state(net: nn.Module, before: dict[str, torch.Tensor]) -> None:
-    after = net.state_dict()
-    assert after.keys() == before.keys()
-    for key in before:
-        assert torch.equal(after[key], before[key]), key
+    return stacked(step(net, peer, optimizer, batch, lambda_u=lambda_u))
 
 
 def independent_step(net, batch, lambda_u: float, monkeypatch):
@@ -267,7 +214,7 @@ def independent_step(net, batch, lambda_u: float, monkeypatch):
     by the reference's formulas on a copy of the network, and the first SGD step with momentum
     0.9 from zero is w - lr * grad. Returns ((loss_x, loss_u, penalty, loss), {name: new weight}).
     """
-    import dividemix.mixmatch as mixmatch_module
+    import dividemix.method.mixmatch as mixmatch_module
 
     seen = {}
     real_mix = mixmatch_module.mix
@@ -325,43 +272,6 @@ def test_train_step_leaves_the_peer_untouched():
 
 
 # ------------------------------------------------------------------------------ DivideMix epoch
-N_SMALL = 200
-
-
-@pytest.fixture(scope="module")
-def small_ws() -> Workspace:
-    """A Workspace of 200 digits (the real spec and model), built without any file."""
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    images = bunch.images.astype(np.uint8)[:, None]
-    config = parse_config(tiny_params())  # B = 64, warm-up 2, lr 0.02 dropped at epoch 3, lambda_u 25
-    cpu = torch.device("cpu")
-    spec = SPECS["digits"]
-    return Workspace(
-        config=config,
-        device=cpu,
-        num_classes=10,
-        train_images=DeviceImages(images[:N_SMALL], spec, cpu),
-        noisy_labels=torch.as_tensor(bunch.target[:N_SMALL], dtype=torch.int64),
-        test_images=DeviceImages(images[N_SMALL : N_SMALL + 50], spec, cpu),
-        test_labels=torch.as_tensor(bunch.target[N_SMALL : N_SMALL + 50], dtype=torch.int64),
-    )
-
-
-def division(labeled: np.ndarray) -> Division:
-    n = len(labeled)
-    return Division(
-        loss=np.zeros(n), loss_norm=np.zeros(n), clean_prob=np.where(labeled, 0.9, 0.1), labeled=labeled,
-        mixture=Mixture(means=(0.1, 0.9), variances=(0.01, 0.01), weights=(0.5, 0.5), clean=0),
-    )
-
-
-def nets_for(ws: Workspace):
-    nets = {i: ws.new_net(i) for i in NETS}
-    return nets[1], nets[2], make_optimizer(nets[1], ws.config.train)
-
-
 def test_dividemix_epoch_with_an_empty_labeled_set_skips_and_leaves_the_net_unchanged(small_ws):
     net, peer, optimizer = nets_for(small_ws)
     net_before, peer_before = state_copy(net), state_copy(peer)
@@ -432,7 +342,7 @@ def test_mix_keep_is_the_first_rows_of_the_full_mix():
 
 
 def test_clothing1m_step_trains_on_the_2b_labeled_mixed_samples_with_lx_and_penalty(monkeypatch):
-    import dividemix.mixmatch as mixmatch
+    import dividemix.method.mixmatch as mixmatch
 
     mixed = []
     real_mix = mixmatch.mix
@@ -454,10 +364,7 @@ def test_clothing1m_step_trains_on_the_2b_labeled_mixed_samples_with_lx_and_pena
 
         net.register_forward_hook(record)
         optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
-        result = train_step(
-            net, peer, optimizer, make_batch(b, bu), num_classes=3, T=0.5, alpha=4.0, lambda_u=7.0,
-            rng=np.random.default_rng(0), generator=torch.Generator().manual_seed(0), protocol=protocol,
-        )
+        result = stacked(step(net, peer, optimizer, make_batch(b, bu), lambda_u=7.0, protocol=protocol))
         # guess (2 x B' by the net), refine (2 x B), as the reference's order; then the one pass with gradients
         assert sizes == [bu, bu, b, b, forwarded]
         loss_x, loss_u, penalty, loss = result.tolist()
@@ -475,11 +382,8 @@ def test_clothing1m_step_trains_on_the_2b_labeled_mixed_samples_with_lx_and_pena
 
 def test_train_step_refuses_an_unknown_protocol():
     with pytest.raises(ValueError, match="train.protocol"):
-        train_step(
-            tiny_net(0), tiny_net(1), torch.optim.SGD(tiny_net(0).parameters(), lr=0.1), make_batch(2, 2),
-            num_classes=3, T=0.5, alpha=4.0, lambda_u=0.0, rng=np.random.default_rng(0),
-            generator=torch.Generator(), protocol="webvision",
-        )
+        step(tiny_net(0), tiny_net(1), torch.optim.SGD(tiny_net(0).parameters(), lr=0.1), make_batch(2, 2),
+             lambda_u=0.0, protocol="webvision")
 
 
 def test_clothing1m_epoch_trains_on_the_divided_subset_with_no_lu(small_ws):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from dividemix.models import HEADS, MODELS, PreActBlock, build_model, load_pretrained
+from dividemix.method.models import HEADS, MODELS, PreActBlock, build_model, load_pretrained
 
 
 def n_params(net: nn.Module) -> int:

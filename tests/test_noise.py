@@ -10,7 +10,7 @@ import pytest
 
 from dividemix.datasets.prepared import write_prepared
 from dividemix.datasets.registry import SPECS
-from dividemix.noise import inject_noise, noisy_indices, noisy_label_file
+from dividemix.noise.inject import inject_noise, noisy_indices, noisy_label_file
 
 C = 10
 # The digits asymmetric map written out by hand: 7<->1, 3<->8, 5<->6; 0, 2, 4, 9 keep their label.

@@ -18,8 +18,8 @@ from dividemix.config import ConfigError, parse_config
 from dividemix.datasets.cifar import CIFAR100_CLASSES, CIFAR100_SUPERCLASSES
 from dividemix.datasets.prepared import write_prepared
 from dividemix.datasets.registry import SPECS
-from dividemix.label_files import LabelFileError, read_label_file
-from dividemix.noise import inject_noise, noisy_label_file
+from dividemix.noise.inject import inject_noise, noisy_label_file
+from dividemix.noise.label_files import LabelFileError, read_label_file
 
 # Fine label -> superclass index, written out independently of our table: the widely used
 # `sparse2coarse` array (github.com/ryanchankh/cifar100coarse), i.e. the archive's coarse_labels.

@@ -10,10 +10,12 @@ import pandas as pd
 import pytest
 
 from conftest import TINY_PARAMS, dvc, make_repo, stages_run, tiny_params, write_params
-from dividemix import artifacts
-from dividemix.evaluation import RunArtifacts, accuracy_curves, division_quality, summary_metrics
-from dividemix.gallery import build_gallery
-from dividemix.truth import truth_of
+from dividemix.files import artifacts
+from dividemix.judging.evaluation import RunArtifacts, accuracy_curves, division_quality, summary_metrics
+from dividemix.judging.gallery import build_gallery
+from dividemix.judging.truth import truth_of
+
+pytestmark = pytest.mark.stage  # runs stages, DVC or Prefect: not in the fast tier
 
 ARTIFACT_SETS = ["divisions", "mixtures", "losses", "epochs"]
 

@@ -11,7 +11,7 @@ import yaml
 
 from conftest import REPO, dvc_env, make_repo
 from dividemix.config import ConfigError, parse_config
-from dividemix.presets import (
+from dividemix.paper.presets import (
     CELL_KEYS,
     PRESETS,
     TABLES,
@@ -272,6 +272,7 @@ def test_queue_dry_run_prints_one_command_per_cifar_cell(tmp_path: Path, capsys)
     assert format_value(0.0005) == "0.0005" and format_value(False) == "false"
 
 
+@pytest.mark.stage
 def test_queue_creates_queued_dvc_experiments(tmp_path: Path, monkeypatch, capsys):
     """In a fresh git + DVC repository with the pipeline committed (experiments need a commit)."""
     root = make_repo(tmp_path / "project", yaml.safe_load((REPO / "params.yaml").read_text()))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from dividemix.progress import Progress
+from dividemix.run.progress import Progress
 
 
 def test_plain_lines_name_the_stage_the_epoch_and_the_figures():

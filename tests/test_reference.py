@@ -13,18 +13,18 @@ import pytest
 import torch
 from torch import nn
 
-import dividemix.codivide as codivide
+import dividemix.method.codivide as codivide
 import dividemix.training.dividemix_epoch as dividemix_epoch_module
-from dividemix import artifacts
-from dividemix.codivide import Division, LossHistory, Mixture, co_divide_one, fit_mixture
-from dividemix.io import write_json_atomic
-from dividemix.mixmatch import train_step
-from dividemix.models import cnn_small
+from conftest import N_SMALL
+from dividemix.files import artifacts
+from dividemix.files.atomic import write_json_atomic
+from dividemix.method.codivide import Division, LossHistory, Mixture, co_divide_one, fit_mixture
+from dividemix.method.models import cnn_small
 from dividemix.training.checkpoint import save_checkpoint
 from dividemix.training.dividemix_epoch import dividemix_epoch
 from dividemix.training.sampling import batches, endless_batches
 from dividemix.training.testing import ensemble_accuracy
-from test_mixmatch import N_SMALL, division, make_batch, nets_for, small_ws, tiny_net  # noqa: F401  (small_ws: a fixture)
+from steps import division, make_batch, nets_for, step, tiny_net, top1s
 
 
 # ---------------------------------------------------------------- BatchNorm modes and pass order
@@ -44,8 +44,7 @@ def test_the_trained_network_guesses_in_train_mode_in_the_reference_order():
     record_passes(net, "net", log)
     record_passes(peer, "peer", log)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
-    train_step(net, peer, optimizer, batch, num_classes=3, T=0.5, alpha=4.0, lambda_u=1.0,
-               rng=np.random.default_rng(0), generator=torch.Generator().manual_seed(0))
+    step(net, peer, optimizer, batch, lambda_u=1.0)
     inputs = {"u1": batch.u1, "u2": batch.u2, "x1": batch.x1, "x2": batch.x2}
     seen = []
     for who, training, grad, x in log:
@@ -126,7 +125,7 @@ def test_the_ensemble_sums_logits_not_probabilities(small_ws):
     ws = copy.copy(small_ws)
     ws.test_labels = torch.ones(len(ws.test_images), dtype=torch.int64)
     accs = ensemble_accuracy([FixedLogits([3.0, -1.0, -3.0]), FixedLogits([-3.0, 4.0, 5.0])], ws)
-    assert accs == [0.0, 0.0, 1.0]  # each network alone: class 0 and class 2; the ensemble: class 1
+    assert top1s(accs) == [0.0, 0.0, 1.0]  # each network alone: class 0 and class 2; the ensemble: class 1
 
 
 # ------------------------------------------------------------------- the unlabeled iterator

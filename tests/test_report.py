@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 
 from conftest import TINY_PARAMS, run_stage_script, write_params
-from dividemix import artifacts
 from dividemix.config import parse_config, select
-from dividemix.evaluation import RunArtifacts, accuracy_curves, division_quality, summary_metrics
-from dividemix.gallery import build_gallery
-from dividemix.noise import noisy_label_file
-from dividemix.presets import CELL_KEYS
+from dividemix.files import artifacts
+from dividemix.judging.evaluation import RunArtifacts, accuracy_curves, division_quality, summary_metrics
+from dividemix.judging.gallery import build_gallery
+from dividemix.judging.truth import truth_of
+from dividemix.noise.inject import noisy_label_file
+from dividemix.paper.presets import CELL_KEYS
 from dividemix.report.build import PARAM_KEYS, build_report
 from dividemix.report.figures import histogram_epochs
 from dividemix.report.tables import NO_PAPER_CELL, format_percent, paper_comparison, results_rows
-from dividemix.truth import truth_of
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -115,7 +115,7 @@ def test_the_last_10_figure_is_over_dividemix_epochs_only_or_left_out():
     """The paper's "last": the mean of the last 10 epochs, never averaged over warm-up epochs."""
     import pandas as pd
 
-    from dividemix.evaluation import summary_metrics
+    from dividemix.judging.evaluation import summary_metrics
 
     quality = pd.DataFrame({"epoch": [0], "auc": [float("nan")], "precision": [float("nan")], "recall": [float("nan")]})
     long = summary_metrics(curves_of(5, 12), quality, None)
@@ -239,7 +239,7 @@ def test_the_report_shows_the_samples_to_look_at_as_thumbnails(report: Path, inp
     page = (report / "index.html").read_text()
     section = page[page.index('<h2 id="samples">'):]
     assert section.count('<div class="sample ') == len(gallery) == 60  # 10 classes x (4 + 2)
-    from dividemix.gallery import final_division
+    from dividemix.judging.gallery import final_division
 
     _, final, _ = final_division(inputs["run"])
     for label, rows in gallery.groupby("noisy_label"):  # the class's 4 least and 2 most trusted samples

@@ -18,6 +18,8 @@ import torch
 
 from conftest import TINY_PARAMS, checksums, dvc, dvc_env, make_repo, tiny_params, write_params
 
+pytestmark = pytest.mark.stage  # runs stages, DVC or Prefect: not in the fast tier
+
 
 def run(root: Path, *command: str) -> subprocess.CompletedProcess:
     return subprocess.run(list(command), cwd=root, env=dvc_env(root), capture_output=True, text=True, timeout=600)

@@ -100,7 +100,7 @@ def run_diff(args: argparse.Namespace) -> int:
         print(f"\nper-sample differences: {args.out}")
     if args.html is not None:
         from dividemix.audit.pages import diff_html
-        from dividemix.io import write_text_atomic
+        from dividemix.files.atomic import write_text_atomic
 
         write_text_atomic(args.html, diff_html(result, movers_section(result, [a, b], Path(args.repo))))
         print(f"page: {args.html}")
@@ -109,10 +109,10 @@ def run_diff(args: argparse.Namespace) -> int:
 
 def movers_section(result, sources, repo: Path) -> str:
     """The page's thumbnails of the samples that moved, from a prepared store of the same images."""
-    from dividemix import layout
     from dividemix.audit import movers
     from dividemix.datasets.prepared import read_meta
-    from dividemix.thumbnails import thumbnail_uris
+    from dividemix.drawing.thumbnails import thumbnail_uris
+    from dividemix.files import layout
 
     local = [Path(s.root) / layout.PREPARED for s in sources if s.fs is None and s.has_data]
     prepared = movers.store_for(result, local + [repo / layout.PREPARED])
@@ -146,7 +146,7 @@ def run_trace(args: argparse.Namespace) -> int:
         print(f"\nsample {sample}: noisy label {noisy}{known}")
         print(text.text_table(rows[["net", "epoch", "loss", "loss_norm", "clean_prob", "labeled"]]))
     if args.plot is not None:
-        from dividemix.io import write_atomic
+        from dividemix.files.atomic import write_atomic
 
         png = trace.trace_plot(frame, threshold)
         write_atomic(args.plot, lambda tmp: tmp.write_bytes(png))
@@ -171,7 +171,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_inspect(args: argparse.Namespace) -> int:
     from dividemix.audit.inspect_page import inspect_html
-    from dividemix.io import write_text_atomic
+    from dividemix.files.atomic import write_text_atomic
 
     classes = None
     if args.classes:

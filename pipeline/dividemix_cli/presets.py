@@ -73,7 +73,7 @@ def _percent(value: float | None) -> str:
 
 
 def cmd_list(args) -> int:
-    from dividemix.presets import PRESETS
+    from dividemix.paper.presets import PRESETS
 
     width = max(len(name) for name in PRESETS)
     print(f"{'preset':<{width}}  {'table':<10}  {'best %':>6}  {'last %':>6}  description")
@@ -84,7 +84,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from dividemix.presets import get_preset
+    from dividemix.paper.presets import get_preset
 
     preset = get_preset(args.name)
     print(f"{preset.name}: {preset.description}")
@@ -160,8 +160,8 @@ def cmd_apply(args) -> int:
     import yaml
 
     from dividemix.config import ConfigError, parse_config
-    from dividemix.io import write_text_atomic
-    from dividemix.presets import get_preset
+    from dividemix.files.atomic import write_text_atomic
+    from dividemix.paper.presets import get_preset
 
     preset = get_preset(args.name)
     overrides = _overrides(preset, args.sets)
@@ -225,7 +225,7 @@ def cmd_queue(args) -> int:
     import yaml
 
     from dividemix.config import ConfigError, parse_config
-    from dividemix.presets import apply_overrides, presets_in_table
+    from dividemix.paper.presets import apply_overrides, presets_in_table
 
     presets = presets_in_table(args.table)
     raw = yaml.safe_load(_read_params(args.params)) or {}

@@ -29,8 +29,8 @@ def register(subparsers) -> None:
 
 def table_command(args: argparse.Namespace) -> int:
     repo = _repo(args.repo)
-    from dividemix import results_table
-    from dividemix.io import write_text_atomic
+    from dividemix.files.atomic import write_text_atomic
+    from dividemix.paper import table as results_table
     from dividemix_flows.experiments import shown_experiments
 
     experiments = shown_experiments(repo)

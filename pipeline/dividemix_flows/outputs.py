@@ -1,7 +1,7 @@
 """What the flows show, read from what the stages write: epoch tables, plots CSVs, the report.
 
 Paths are those of dvc.yaml's outs (tests/test_flows.py checks that each is one). Readers go
-through the artifact contract (`dividemix.artifacts.read_table`: pandas and pyarrow only, schema
+through the artifact contract (`dividemix.files.artifacts.read_table`: pandas and pyarrow only, schema
 checked), never through training code.
 """
 
@@ -12,9 +12,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from dividemix import layout
+from dividemix.files import layout
 
-# The stages' outputs, by the names dvc.yaml gives them (dividemix.layout: plain strings).
+# The stages' outputs, by the names dvc.yaml gives them (dividemix.files.layout: plain strings).
 WARMUP_EPOCHS = f"{layout.WARMUP_ARTIFACTS}/epochs.parquet"
 EPOCHS = layout.EPOCHS
 DIVISION_CSV = layout.DIVISION_PLOT
@@ -22,7 +22,7 @@ EVAL_JSON = layout.EVAL_METRICS
 REPORT_MD = layout.REPORT_MD
 REPORT_HTML = layout.REPORT_HTML
 
-# dividemix.progress.Progress, when not on a terminal: "[train] 3/20 epoch=12 test_acc=0.9 ... (4.1s)"
+# dividemix.run.progress.Progress, when not on a terminal: "[train] 3/20 epoch=12 test_acc=0.9 ... (4.1s)"
 PROGRESS_LINE = re.compile(r"^\[(?P<stage>[\w-]+)\] (?P<done>\d+)/(?P<total>\d+) (?P<figures>.*?)(?: \([\d.]+s\))?$")
 
 TABLE_COLUMNS = [
@@ -47,7 +47,7 @@ def epoch_rows(repo: str | Path, *, with_division: bool) -> list[dict[str, Any]]
     """
     import pandas as pd
 
-    from dividemix.artifacts import read_table
+    from dividemix.files.artifacts import read_table
 
     repo = Path(repo)
     frames = [read_table(repo / path, "epochs") for path in (WARMUP_EPOCHS, EPOCHS) if (repo / path).exists()]
@@ -84,7 +84,7 @@ def experiment_report(repo: str | Path, name: str) -> tuple[str | None, Path | N
     and its HTML page saved under .dividemix/experiments/NAME/ (None for what it lacks)."""
     from dvc.api import DVCFileSystem
 
-    from dividemix.io import write_text_atomic
+    from dividemix.files.atomic import write_text_atomic
 
     try:
         fs = DVCFileSystem(str(repo), rev=name)

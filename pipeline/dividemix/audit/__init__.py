@@ -6,5 +6,6 @@ DVC-tracked artifacts are read from the cache). `epochs` reads a run's divisions
 time, `measures` compares and judges divisions, `diff`, `trace` and `export` are the three
 commands, `text` and `pages` present a diff in the terminal and as a self-contained page. The
 command line lives in `dividemix_cli.audit`. Nothing here imports torch, except `export`, which
-needs the trained networks. Importing the package executes nothing.
+needs the trained networks. May import: files, datasets, judging, drawing; DVC in `sources` only.
+Importing the package executes nothing.
 """

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from dividemix.audit.epochs import EpochDivision, describe_epochs, division_epochs, read_epoch, read_truth_mask
 from dividemix.audit.measures import compare_by_class, compare_divisions, side_measures
 from dividemix.audit.sources import AuditError, RunSource
-from dividemix.io import atomic_path
+from dividemix.files.atomic import atomic_path
 
 MOVED = ("none", "to_unlabeled", "to_labeled")  # values of the per-sample `moved` column
 PER_SAMPLE_SCHEMA = pa.schema(

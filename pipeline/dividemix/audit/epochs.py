@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dividemix import artifacts
 from dividemix.audit.sources import DIVISIONS, NOISY, TRUTH, AuditError, RunSource
+from dividemix.files import artifacts
 
 EPOCH_FILE = re.compile(r"^epoch_(\d+)\.parquet$")
 DIFF_COLUMNS = ["net", "sample_index", "clean_prob", "labeled", "noisy_label"]

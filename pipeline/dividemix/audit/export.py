@@ -36,8 +36,8 @@ import pyarrow.parquet as pq
 
 from dividemix.audit.epochs import division_epochs, division_threshold, read_epoch
 from dividemix.audit.sources import CHECKPOINT, AuditError, RunSource
-from dividemix.io import atomic_path
-from dividemix.relabel import DECISIONS, decide, ensemble_predictions
+from dividemix.files.atomic import atomic_path
+from dividemix.judging.relabel import DECISIONS, decide, ensemble_predictions
 
 EXPORT_SCHEMA = pa.schema(
     [

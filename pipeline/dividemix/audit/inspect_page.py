@@ -10,10 +10,10 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from dividemix import artifacts, layout
 from dividemix.audit.sources import AuditError
 from dividemix.datasets.prepared import images_path, read_meta
-from dividemix.thumbnails import GALLERY_CSS, gallery_html, thumbnail_uris
+from dividemix.drawing.thumbnails import GALLERY_CSS, gallery_html, thumbnail_uris
+from dividemix.files import artifacts, layout
 
 _CSS = "body { font-family: sans-serif; max-width: 72em; margin: 2em auto; padding: 0 1em; color: #222; }" \
        " p.note { color: #555; font-size: 0.9em; }"

@@ -2,7 +2,7 @@
 
 A mover changed side (labeled in one run, unlabeled in the other) under a network; the page shows
 those whose clean probability changed most, with both probabilities. Thumbnails come from a
-prepared store holding the same training images (`dividemix.thumbnails`).
+prepared store holding the same training images (`dividemix.drawing.thumbnails`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pandas as pd
 
 from dividemix.audit.diff import DiffResult
 from dividemix.datasets.prepared import images_path
-from dividemix.thumbnails import class_name, sample_card
+from dividemix.drawing.thumbnails import class_name, sample_card
 
 TOP_MOVERS = 24  # per page: the largest changes of clean probability among the samples that changed side
 

@@ -10,8 +10,8 @@ from matplotlib.ticker import MaxNLocator
 
 from dividemix.audit.diff import DiffResult
 from dividemix.audit.text import diff_header, summary_columns
-from dividemix.plotting import figure_png, plt, png_data_uri
-from dividemix.thumbnails import GALLERY_CSS
+from dividemix.drawing.plots import figure_png, plt, png_data_uri
+from dividemix.drawing.thumbnails import GALLERY_CSS
 
 NET_COLORS = {1: "tab:blue", 2: "tab:orange"}
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dividemix import layout
+from dividemix.files import layout
 
 ARTIFACTS = layout.ARTIFACTS
 DIVISIONS = layout.DIVISIONS

@@ -9,7 +9,7 @@ from matplotlib.ticker import MaxNLocator
 
 from dividemix.audit.epochs import division_epochs, read_division_file
 from dividemix.audit.sources import AuditError, RunSource
-from dividemix.plotting import figure_png, plt
+from dividemix.drawing.plots import figure_png, plt
 
 TRACE_COLUMNS = ["epoch", "net", "sample_index", "noisy_label", "loss", "loss_norm", "clean_prob", "labeled"]
 

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path, PurePosixPath
 
 from dividemix.datasets.spec import DataSourceError
-from dividemix.io import atomic_path
+from dividemix.files.atomic import atomic_path
 
 
 def file_md5(path: Path) -> str:

@@ -5,7 +5,7 @@ list's labels are the *given* (possibly noisy) labels: there is no training trut
 decodes every listed image once, in parallel, into the prepared store (`image_store`): the short
 side resized to data.resize and the centre square kept (`image_decode`), the reference's
 Resize(256) before its crops. Training streams batches from that store and crops on the device
-(`streamed_images`); nothing holds all images in memory.
+(`images.streamed`); nothing holds all images in memory.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dividemix.datasets.folder_lists import ImageList, class_names, read_image_l
 from dividemix.datasets.image_store import RateLine, StoreSummary, write_store
 from dividemix.datasets.prepared import SPLIT_IMAGES, TRAIN_PATHS, finish_prepared
 from dividemix.datasets.spec import DatasetSpec, DataSourceError
-from dividemix.io import file_digest, write_atomic
+from dividemix.files.atomic import file_digest, write_atomic
 
 if TYPE_CHECKING:
     from dividemix.config import DataConfig

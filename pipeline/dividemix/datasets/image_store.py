@@ -1,7 +1,7 @@
 """The prepared image store: a plain `.npy` file of (N, 3, S, S) uint8 rows, written in parallel.
 
 Why `.npy`: numpy's own format, a fixed header then the rows in order, so a row is found by
-arithmetic and read with one positional read (`streamed_images`), and any user can open the
+arithmetic and read with one positional read (`images.streamed`), and any user can open the
 store with `np.load(path, mmap_mode="r")`; no extra library, nothing to index. (A sharded format
 such as WebDataset streams sequentially but cannot serve the random batches and the per-sample
 eval passes DivideMix needs; HDF5/zarr add chunking we do not need for fixed-size rows.)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from dividemix.datasets.spec import DatasetSpec
-from dividemix.io import write_atomic, write_json_atomic
+from dividemix.files.atomic import write_atomic, write_json_atomic
 
 TRAIN_IMAGES = "train_images.npy"
 TRAIN_PATHS = "train_paths.txt"

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from dividemix.datasets.folder_lists import parse_list, verified_subset
 from dividemix.datasets.spec import DataSourceError
-from dividemix.io import file_digest
+from dividemix.files.atomic import file_digest
 
 if TYPE_CHECKING:
     from dividemix.config import DataConfig

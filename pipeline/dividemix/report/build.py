@@ -7,7 +7,7 @@ noisy samples), the metrics of `evaluate` and the noise summary, and writes into
     report.md           the same content; figures as relative links
     figures/*.png       the figures report.md links to
 
-The folder is built under a temporary name and swapped in whole (`dividemix.io.atomic_dir`).
+The folder is built under a temporary name and swapped in whole (`dividemix.files.atomic.atomic_dir`).
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dividemix import artifacts
 from dividemix.datasets.prepared import read_meta
-from dividemix.evaluation import RunArtifacts
-from dividemix.io import atomic_dir
+from dividemix.drawing.thumbnails import gallery_html, gallery_markdown, thumbnail_uris
+from dividemix.files import artifacts
+from dividemix.files.atomic import atomic_dir
+from dividemix.judging.evaluation import RunArtifacts
+from dividemix.judging.truth import truth_of
 from dividemix.report.figures import report_figures
 from dividemix.report.keys import PARAM_KEYS
 from dividemix.report.render import GallerySection, render_html, render_markdown, report_title, write_report_folder
 from dividemix.report.tables import paper_comparison, results_rows, setting_rows
-from dividemix.thumbnails import gallery_html, gallery_markdown, thumbnail_uris
-from dividemix.truth import truth_of
 
 METRIC_KEYS = (
     "test_acc_best",

@@ -10,9 +10,9 @@ import pandas as pd
 import pyarrow.dataset as ds
 from matplotlib.ticker import MaxNLocator
 
-from dividemix.evaluation import RunArtifacts, accuracy_curves, division_quality
-from dividemix.plotting import DPI, figure_png, plt
-from dividemix.truth import Truth
+from dividemix.drawing.plots import DPI, figure_png, plt
+from dividemix.judging.evaluation import RunArtifacts, accuracy_curves, division_quality
+from dividemix.judging.truth import Truth
 
 HIST_BINS = 50
 HIST_NET = 1  # the loss histograms show network 1's division (the one that trains network 2)

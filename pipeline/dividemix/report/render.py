@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dividemix.plotting import png_data_uri
+from dividemix.drawing.plots import png_data_uri
+from dividemix.drawing.thumbnails import GALLERY_CSS
 from dividemix.report.figures import ReportFigure
 from dividemix.report.tables import RESULTS_HEADER, RESULTS_NOTE, PaperComparison, format_percent
-from dividemix.thumbnails import GALLERY_CSS
 
 
 def report_title(params: dict[str, Any]) -> str:
@@ -32,7 +32,7 @@ def _md_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]
 
 @dataclass(frozen=True)
 class GallerySection:
-    """The samples to look at (`dividemix.gallery`): thumbnails for the page, a table for Markdown."""
+    """The samples to look at (`dividemix.judging.gallery`): thumbnails for the page, a table for Markdown."""
 
     html: str
     markdown: list[str]

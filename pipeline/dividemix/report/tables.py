@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from dividemix.presets import find_preset, preset_differences
+from dividemix.paper.presets import find_preset, preset_differences
 
 NOT_APPLICABLE = "—"  # a cell that has no meaning (e.g. the baseline has no division)
 UNDEFINED = "n/a"  # a metric that is undefined for this run (null in the metrics JSON)

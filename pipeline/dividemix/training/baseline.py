@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from dividemix import artifacts
 from dividemix.config import Config
-from dividemix.io import atomic_dir
-from dividemix.layout import Paths
-from dividemix.live import LiveLog
-from dividemix.progress import Progress
-from dividemix.training.checkpoint import data_inputs, fingerprint
+from dividemix.files import artifacts
+from dividemix.files.atomic import atomic_dir
+from dividemix.files.layout import Paths
+from dividemix.run.live import LiveLog
+from dividemix.run.progress import Progress
+from dividemix.training.checkpoint import data_inputs, fingerprint, nets_state, restore_nets
 from dividemix.training.optim import learning_rate, make_optimizer
 from dividemix.training.resume import Resume
-from dividemix.training.warmup import nets_state, restore_nets, warmup_epoch
+from dividemix.training.warmup import warmup_epoch
 from dividemix.training.workspace import Workspace
 
 
@@ -45,7 +45,7 @@ def run_baseline(config: Config, paths: Paths, params: dict[str, Any], *, live: 
         acc = float((ws.logits(net, ws.test_images).argmax(1) == ws.test_labels).float().mean())
         resume.keep_rows("losses", epoch, "losses", losses, meta)
         resume.keep_rows("epochs", epoch, "baseline_epochs", {"epoch": [epoch], "test_acc": [acc]}, meta)
-        resume.save_state(nets_state(resume.fingerprint, epoch, {0: net}, {0: optimizer}, None))
+        resume.save_state(nets_state(resume.fingerprint, epoch, {0: net}, {0: optimizer}))
         if live is not None:  # after the checkpoint: a logged epoch is a committed one
             live.epoch(epoch, {"test_acc": acc, "lr": learning_rate(train, epoch)})
         progress.update(epoch, test_acc=acc)

@@ -1,5 +1,5 @@
-"""Checkpoints: written atomically and byte-reproducibly, loaded safely, resumed only when made
-from the same parameters, inputs and code."""
+"""Checkpoints: the networks' and optimisers' state, written atomically and byte-reproducibly,
+loaded safely, resumed only when made from the same parameters, inputs and code."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
-from dividemix import code_deps
 from dividemix.datasets.prepared import META
-from dividemix.io import atomic_path, file_digest
-from dividemix.layout import Paths
+from dividemix.files.atomic import atomic_path, file_digest
+from dividemix.files.layout import Paths
+from dividemix.run import code_deps
 
 CHECKPOINT_VERSION = 1
 # The module whose code closure made a train checkpoint (the train stage's code deps in dvc.yaml).
@@ -75,3 +75,26 @@ def clear_epochs(folder: Path, after: int) -> None:
     for file in folder.glob("epoch_*.parquet"):
         if int(file.stem.split("_")[1]) > after:
             file.unlink()
+
+
+def nets_state(fingerprint: dict, epoch: int, nets: dict, optimizers: dict, extra: dict | None = None) -> dict:
+    """A checkpoint of networks and optimisers (keyed by network id) after `epoch`, with `extra`
+    entries (the loss history, the best-validation state)."""
+    return {
+        "version": CHECKPOINT_VERSION,
+        "fingerprint": fingerprint,
+        "epoch": epoch,
+        "nets": {str(i): net.state_dict() for i, net in nets.items()},
+        "optimizers": {str(i): optimizer.state_dict() for i, optimizer in optimizers.items()},
+        **(extra or {}),
+    }
+
+
+def restore_nets(state: dict[str, Any] | None, nets: dict, optimizers: dict) -> int:
+    """Load a checkpoint's networks and optimisers; the first epoch to run after it (0 without one)."""
+    if state is None:
+        return 0
+    for i in nets:
+        nets[i].load_state_dict(state["nets"][str(i)])
+        optimizers[i].load_state_dict(state["optimizers"][str(i)])
+    return int(state["epoch"]) + 1

@@ -11,13 +11,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from dividemix.codivide import Division
 from dividemix.config import TrainConfig
-from dividemix.mixmatch import StepBatch, ramp_weight, train_step
-from dividemix.seeds import AUGMENT, MIX, ORDER, UNLABELED, numpy_rng, torch_generator
+from dividemix.method.codivide import Division
+from dividemix.method.mixmatch import MixDraws, StepBatch, StepLosses, StepOptions, ramp_weight, train_step
 from dividemix.training import rows
 from dividemix.training.optim import learning_rate, set_lr
 from dividemix.training.sampling import batches, endless_batches
+from dividemix.training.streams import EpochStreams
 from dividemix.training.workspace import Workspace
 
 
@@ -37,27 +37,26 @@ def dividemix_epoch(
     crashes); an empty unlabeled set trains on the labeled samples alone (Lu = 0). A division of
     a subset (Clothing1M protocol) trains on that subset's labeled and unlabeled samples.
     """
-    train, ablation = ws.config.train, ws.config.ablation
+    train = ws.config.train
     lr = learning_rate(train, epoch)
     set_lr(optimizer, lr)
     labeled, unlabeled, clean_prob = split_tensors(ws, division)
     n_labeled, n_unlabeled = len(labeled), len(unlabeled)
     if n_labeled == 0:
-        return rows.loss_rows(epoch, net_id, lr, lambda_u=[], loss_x=[], loss_u=[], penalty=[], loss=[],
-                              n_labeled=0, n_unlabeled=n_unlabeled)
+        return rows.loss_rows(epoch, net_id, lr, lambda_u=[], losses=StepLosses.to_host([]), n_labeled=0,
+                              n_unlabeled=n_unlabeled)
 
     net.train()  # the peer is put in eval mode by each train_step
-    order = torch_generator(train.seed, epoch, net_id, ORDER)
-    augment = torch_generator(train.seed, epoch, net_id, AUGMENT)
-    mixing = torch_generator(train.seed, epoch, net_id, MIX)
-    beta = numpy_rng(train.seed, epoch, net_id, MIX)
-    unlabeled_order = torch_generator(train.seed, epoch, net_id, UNLABELED)
-    unlabeled_batches = endless_batches(unlabeled, train.batch_size, unlabeled_order) if n_unlabeled else None
+    streams = EpochStreams(train.seed, epoch, net_id)
+    augment = streams.augment()
+    draws = MixDraws(beta=streams.mix_beta(), permutation=streams.mix_permutation())
+    options = step_options(ws)
+    unlabeled_batches = endless_batches(unlabeled, train.batch_size, streams.unlabeled()) if n_unlabeled else None
     empty = torch.empty(0, dtype=torch.int64, device=ws.device)
     num_iter = n_labeled // train.batch_size + 1
 
-    values, lambdas = [], []
-    for step, x_index in enumerate(batches(labeled, train.batch_size, order)):
+    steps, lambdas = [], []
+    for step, x_index in enumerate(batches(labeled, train.batch_size, streams.order())):
         u_index = next(unlabeled_batches) if unlabeled_batches is not None else empty
         batch = StepBatch(
             x1=ws.train_batch(x_index, augment),
@@ -68,18 +67,17 @@ def dividemix_epoch(
             u2=ws.train_batch(u_index, augment),
         )
         lam = step_lambda_u(train, epoch + step / num_iter)
-        values.append(
-            train_step(
-                net, peer, optimizer, batch,
-                num_classes=ws.num_classes, T=train.T, alpha=train.alpha, lambda_u=lam,
-                rng=beta, generator=mixing, protocol=train.protocol,
-                label_refinement=ablation.label_refinement, co_guessing=ablation.co_guessing, amp=train.amp,
-            )
-        )
+        steps.append(train_step(net, peer, optimizer, batch, lambda_u=lam, options=options, draws=draws))
         lambdas.append(lam)
-    loss_x, loss_u, penalty, loss = rows.host_values(values)  # one host sync per epoch
-    return rows.loss_rows(epoch, net_id, lr, lambda_u=lambdas, loss_x=loss_x, loss_u=loss_u, penalty=penalty,
-                          loss=loss, n_labeled=n_labeled, n_unlabeled=n_unlabeled)
+    return rows.loss_rows(epoch, net_id, lr, lambda_u=lambdas, losses=StepLosses.to_host(steps),
+                          n_labeled=n_labeled, n_unlabeled=n_unlabeled)
+
+
+def step_options(ws: Workspace) -> StepOptions:
+    """The epoch's fixed step options, from the parameters (train.*, ablation.*)."""
+    train, ablation = ws.config.train, ws.config.ablation
+    return StepOptions(num_classes=ws.num_classes, T=train.T, alpha=train.alpha, protocol=train.protocol,
+                       label_refinement=ablation.label_refinement, co_guessing=ablation.co_guessing, amp=train.amp)
 
 
 def split_tensors(ws: Workspace, division: Division) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from dividemix import artifacts
-from dividemix.io import atomic_path
+from dividemix.files import artifacts
+from dividemix.files.atomic import atomic_path
 from dividemix.training.checkpoint import CHECKPOINT_VERSION, clear_epochs, load_checkpoint, save_checkpoint
 
 STATE = "state.pt"

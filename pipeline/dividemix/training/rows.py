@@ -1,7 +1,7 @@
-"""An epoch's rows for the artifacts (`dividemix.artifacts` schemas), built from what it computed.
+"""An epoch's rows for the artifacts (`dividemix.files.artifacts` schemas), built from what it computed.
 
-Per-step losses stay on the device during the epoch and come to the host once (`host_values`):
-the step loops never synchronise.
+Per-step losses stay on the device during the epoch and come to the host once
+(`mixmatch.StepLosses.to_host`): the step loops never synchronise.
 """
 
 from __future__ import annotations
@@ -10,28 +10,22 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from dividemix import artifacts
+from dividemix.files import artifacts
 
-if TYPE_CHECKING:  # a type only: warm-up writes rows too, and must not depend on the co-divide code
-    from dividemix.codivide import Division
-
-
-def host_values(values: list[torch.Tensor]) -> list[list[float]]:
-    """An epoch's per-step loss tensors (steps, k), gathered to the host at once: its only sync."""
-    return torch.stack(values).cpu().T.tolist()
+if TYPE_CHECKING:  # types only: warm-up writes rows too, and must not depend on the co-divide code
+    from dividemix.method.codivide import Division
+    from dividemix.training.testing import Accuracies, Validation
 
 
-def loss_rows(
-    epoch: int, net_id: int, lr: float, *, lambda_u: list[float], loss_x: list[float], loss_u: list[float],
-    penalty: list[float], loss: list[float], n_labeled: int, n_unlabeled: int,
-) -> dict:
-    """The LOSSES rows of one network's epoch: one per step, the per-step lists as given."""
-    steps = len(loss_x)
+def loss_rows(epoch: int, net_id: int, lr: float, *, lambda_u: list[float], losses: dict[str, list[float]],
+              n_labeled: int, n_unlabeled: int) -> dict:
+    """The LOSSES rows of one network's epoch: one per step; `losses` the per-step lists of each
+    term (`StepLosses.to_host`)."""
+    steps = len(lambda_u)
     return {
         "epoch": [epoch] * steps, "net": [net_id] * steps, "step": list(range(steps)), "lr": [lr] * steps,
-        "lambda_u": lambda_u, "loss_x": loss_x, "loss_u": loss_u, "penalty": penalty, "loss": loss,
+        "lambda_u": lambda_u, **{name: losses[name] for name in ("loss_x", "loss_u", "penalty", "loss")},
         "n_labeled": [n_labeled] * steps, "n_unlabeled": [n_unlabeled] * steps,
     }
 
@@ -72,25 +66,20 @@ def mixture_rows(epoch: int, divisions: dict[int, Division]) -> dict:
     return rows
 
 
-def epoch_row(
-    epoch: int,
-    phase: str,
-    accs: list[float],
-    labeled: dict[int, int] | None,
-    val: tuple[float, float, float | None] | None = None,
-) -> dict:
-    """One EPOCHS row; `val` = (val_acc_net1, val_acc_net2, test_acc_best_val) with a validation set."""
+def epoch_row(epoch: int, phase: str, test: Accuracies, labeled: dict[int, int] | None,
+              val: Validation | None = None) -> dict:
+    """One EPOCHS row (columns of one value); `val` with a validation set."""
     return {
         "epoch": [epoch],
         "phase": [phase],
-        "test_acc_net1": [accs[0]],
-        "test_acc_net2": [accs[1]],
-        "test_acc_ensemble": [accs[2]],
+        "test_acc_net1": [test.net1.top1],
+        "test_acc_net2": [test.net2.top1],
+        "test_acc_ensemble": [test.ensemble.top1],
         "labeled_by_net1": [labeled[1] if labeled else None],
         "labeled_by_net2": [labeled[2] if labeled else None],
-        "val_acc_net1": [val[0] if val else None],
-        "val_acc_net2": [val[1] if val else None],
-        "test_acc_best_val": [val[2] if val else None],
+        "val_acc_net1": [val.net1 if val else None],
+        "val_acc_net2": [val.net2 if val else None],
+        "test_acc_best_val": [val.best_test if val else None],
     }
 
 

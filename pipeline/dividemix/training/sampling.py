@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from dividemix.device import host_to_device
-from dividemix.seeds import SUBSET, numpy_rng
+from dividemix.training.streams import EpochStreams
 from dividemix.training.workspace import Workspace
 
 
@@ -39,7 +39,7 @@ def epoch_subset(ws: Workspace, epoch: int, net_id: int, num_samples: int) -> np
     if train.protocol != "clothing1m":
         return None
     labels = ws.noisy_labels.cpu().numpy()
-    return balanced_sample(labels, num_samples, ws.num_classes, numpy_rng(train.seed, epoch, net_id, SUBSET))
+    return balanced_sample(labels, num_samples, ws.num_classes, EpochStreams(train.seed, epoch, net_id).subset())
 
 
 def batches(index: torch.Tensor, size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:

@@ -3,6 +3,7 @@ Clothing1M protocol's best-validation weights."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -11,19 +12,44 @@ from torch import nn
 from dividemix.training.workspace import NETS, Workspace
 
 
-def ensemble_accuracy(nets: list[nn.Module], ws: Workspace) -> list[float]:
-    """Test accuracy of each network and of the ensemble (argmax of the sum of logits), as fractions.
+@dataclass(frozen=True)
+class Accuracy:
+    """One classifier's accuracy on one set, as fractions: top-1 (and top-5 where measured)."""
 
-    Under ablation.ensemble_test false the third figure (the one reported as DivideMix's) is
-    net1's accuracy alone.
-    """
+    top1: float
+    top5: float | None = None
+
+
+@dataclass(frozen=True)
+class Accuracies:
+    """Each network's and the ensemble's accuracy on one set. Under ablation.ensemble_test false
+    the ensemble's figure (the one reported as DivideMix's) is net1's."""
+
+    net1: Accuracy
+    net2: Accuracy
+    ensemble: Accuracy
+
+
+@dataclass(frozen=True)
+class Validation:
+    """One epoch's validation (the Clothing1M protocol): each network alone on the clean
+    validation set, and the test accuracy of the ensemble of each network's best weights so far."""
+
+    net1: float
+    net2: float
+    best_test: float | None
+
+
+def ensemble_accuracy(nets: list[nn.Module], ws: Workspace) -> Accuracies:
+    """Test accuracy of each network and of the ensemble (argmax of the sum of logits)."""
     logits = [ws.logits(net, ws.test_images) for net in nets]
-    accs = [(lg.argmax(1) == ws.test_labels).float().mean() for lg in logits]
+    hits = [(lg.argmax(1) == ws.test_labels).float().mean() for lg in logits]
     if ws.config.ablation.ensemble_test:
         ensemble = (sum(logits).argmax(1) == ws.test_labels).float().mean()
     else:
-        ensemble = accs[0]
-    return [float(a) for a in torch.stack([*accs, ensemble]).cpu()]
+        ensemble = hits[0]
+    net1, net2, both = (float(a) for a in torch.stack([*hits, ensemble]).cpu())  # one host sync
+    return Accuracies(Accuracy(net1), Accuracy(net2), Accuracy(both))
 
 
 class BestValidation:
@@ -48,8 +74,8 @@ class BestValidation:
             self.weights = {i: state["weights"][str(i)] for i in NETS if str(i) in state["weights"]}
             self.test_acc = None if state["test_acc"] < 0 else float(state["test_acc"])
 
-    def update(self, nets: dict[int, nn.Module]) -> tuple[float, float, float]:
-        """Validate both networks, keep a network's weights if strictly better; (val1, val2, test)."""
+    def update(self, nets: dict[int, nn.Module]) -> Validation:
+        """Validate both networks, keep a network's weights if strictly better."""
         ws = self.ws
         hits = [(ws.logits(nets[i], ws.val_images).argmax(1) == ws.val_labels).float().mean() for i in NETS]
         accs = dict(zip(NETS, (float(a) for a in torch.stack(hits).cpu())))  # one host sync per epoch
@@ -62,8 +88,8 @@ class BestValidation:
         if changed:
             for i in NETS:
                 self._nets[i].load_state_dict(self.weights[i])
-            self.test_acc = ensemble_accuracy([self._nets[1], self._nets[2]], ws)[2]
-        return accs[1], accs[2], self.test_acc
+            self.test_acc = ensemble_accuracy([self._nets[1], self._nets[2]], ws).ensemble.top1
+        return Validation(accs[1], accs[2], self.test_acc)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -71,3 +97,8 @@ class BestValidation:
             "weights": {str(i): w for i, w in self.weights.items()},
             "test_acc": -1.0 if self.test_acc is None else self.test_acc,
         }
+
+
+def best_val(best: BestValidation | None) -> dict:
+    """The best-validation entry of a checkpoint (none without a validation set)."""
+    return {} if best is None else {"best_val": best.state()}

@@ -14,18 +14,19 @@ from typing import Any
 
 import numpy as np
 
-from dividemix import artifacts
-from dividemix.codivide import Division, LossHistory, co_divide_one
 from dividemix.config import Config, TrainConfig
-from dividemix.layout import Paths
-from dividemix.live import LiveLog
-from dividemix.progress import Progress
-from dividemix.seeds import GMM, derived_seed
+from dividemix.files import artifacts
+from dividemix.files.layout import Paths
+from dividemix.method.codivide import Division, LossHistory, co_divide_one
+from dividemix.run.live import LiveLog
+from dividemix.run.progress import Progress
 from dividemix.training import rows
 from dividemix.training.checkpoint import (
     CHECKPOINT_VERSION,
     clear_epochs,
     load_checkpoint,
+    nets_state,
+    restore_nets,
     save_checkpoint,
     train_fingerprint,
 )
@@ -33,7 +34,8 @@ from dividemix.training.dividemix_epoch import dividemix_epoch
 from dividemix.training.optim import learning_rate, make_optimizer
 from dividemix.training.resume import STATE, Resume, link_or_copy
 from dividemix.training.sampling import epoch_subset
-from dividemix.training.testing import BestValidation, ensemble_accuracy
+from dividemix.training.streams import EpochStreams
+from dividemix.training.testing import BestValidation, best_val, ensemble_accuracy
 from dividemix.training.workspace import NETS, Workspace
 
 TRAIN_OUTPUTS = ("divisions", "mixtures", "losses", "epochs")  # per-epoch folders under paths.artifacts
@@ -73,29 +75,21 @@ def run_train(
         divisions = {i: divide_for(nets[i], ws, history[i], epoch, i) for i in NETS}
         rows1 = dividemix_epoch(nets[1], nets[2], optimizers[1], ws, divisions[source[1]], epoch, 1)
         rows2 = dividemix_epoch(nets[2], nets[1], optimizers[2], ws, divisions[source[2]], epoch, 2)
-        accs = ensemble_accuracy([nets[1], nets[2]], ws)
+        test = ensemble_accuracy([nets[1], nets[2]], ws)
         val = best.update(nets) if best is not None else None
         labeled = {i: int(divisions[i].labeled.sum()) for i in NETS}
-        epoch_rows = rows.epoch_row(epoch, "dividemix", accs, labeled, val)
+        epoch_rows = rows.epoch_row(epoch, "dividemix", test, labeled, val)
         written = write_epoch(paths, epoch, noisy, divisions, rows.merge_rows(rows1, rows2), epoch_rows,
                               {"params": params})
-        state = {
-            "version": CHECKPOINT_VERSION,
-            "fingerprint": resume.fingerprint,
-            "epoch": epoch,
-            "nets": {str(i): nets[i].state_dict() for i in NETS},
-            "optimizers": {str(i): optimizers[i].state_dict() for i in NETS},
-            "history": {str(i): history[i].state() for i in NETS},
-        }
-        if best is not None:
-            state["best_val"] = best.state()
+        extra = {"history": {str(i): history[i].state() for i in NETS}} | best_val(best)
+        state = nets_state(resume.fingerprint, epoch, nets, optimizers, extra)
         save_checkpoint(paths.train_checkpoint, state)
         for path in written:
             resume.keep(path, path.relative_to(paths.artifacts).as_posix())
         resume.keep_state(paths.train_checkpoint)  # last: it commits the epoch
         if live is not None:  # after the checkpoint: a logged epoch is a committed one
             live.epoch(epoch, rows.epoch_figures(rows.single(epoch_rows), learning_rate(train, epoch)))
-        progress.update(epoch, test_acc=accs[2], labeled_by_net1=labeled[1], labeled_by_net2=labeled[2])
+        progress.update(epoch, test_acc=test.ensemble.top1, labeled_by_net1=labeled[1], labeled_by_net2=labeled[2])
         del divisions, rows1, rows2, state  # nothing of this epoch outlives it
     progress.close()
     resume.clear()  # finished: the outputs (and DVC's cache) hold the run
@@ -117,7 +111,7 @@ def divide_for(net, ws: Workspace, history: LossHistory, epoch: int, net_id: int
     train = ws.config.train
     return co_divide_one(
         net, ws.train_images, ws.noisy_labels, history,
-        p_threshold=train.p_threshold, seed=derived_seed(train.seed, epoch, net_id, GMM),
+        p_threshold=train.p_threshold, seed=EpochStreams(train.seed, epoch, net_id).mixture_seed(),
         subset=epoch_subset(ws, epoch, net_id, train.num_batches * train.batch_size),
         eval_batch_size=train.eval_batch_size, amp=train.amp,
     )
@@ -163,20 +157,16 @@ def restore(paths: Paths, ws: Workspace, nets: dict, optimizers: dict, resume: R
     else:
         state = published
     if state is not None:
-        for i in NETS:
-            nets[i].load_state_dict(state["nets"][str(i)])
-            optimizers[i].load_state_dict(state["optimizers"][str(i)])
+        start = restore_nets(state, nets, optimizers)
         history = {i: LossHistory(train.loss_history, [t.cpu() for t in state["history"][str(i)]]) for i in NETS}
-        return int(state["epoch"]) + 1, history, state.get("best_val")
+        return start, history, state.get("best_val")
     state = load_checkpoint(paths.warmup_checkpoint, ws.device)
     if state["epoch"] != train.warmup_epochs - 1:
         raise ValueError(
             f"{paths.warmup_checkpoint}: warmed up for {state['epoch'] + 1} epochs, train.warmup_epochs is "
             f"{train.warmup_epochs}; rerun the warmup stage"
         )
-    for i in NETS:
-        nets[i].load_state_dict(state["nets"][str(i)])
-        optimizers[i].load_state_dict(state["optimizers"][str(i)])
+    restore_nets(state, nets, optimizers)
     return train.warmup_epochs, {i: LossHistory(train.loss_history) for i in NETS}, state.get("best_val")
 
 

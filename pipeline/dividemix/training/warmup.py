@@ -11,28 +11,22 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dividemix import artifacts
 from dividemix.config import Config
 from dividemix.device import logits_of
-from dividemix.io import atomic_dir
-from dividemix.layout import Paths
-from dividemix.live import LiveLog
-from dividemix.progress import Progress
-from dividemix.seeds import AUGMENT, ORDER, torch_generator
+from dividemix.files import artifacts
+from dividemix.files.atomic import atomic_dir
+from dividemix.files.layout import Paths
+from dividemix.method.losses import StepLosses, confidence_penalty
+from dividemix.run.live import LiveLog
+from dividemix.run.progress import Progress
 from dividemix.training import rows
-from dividemix.training.checkpoint import CHECKPOINT_VERSION, data_inputs, fingerprint, save_checkpoint
+from dividemix.training.checkpoint import data_inputs, fingerprint, nets_state, restore_nets, save_checkpoint
 from dividemix.training.optim import learning_rate, make_optimizer, set_lr
 from dividemix.training.resume import Resume
 from dividemix.training.sampling import batches, epoch_subset
-from dividemix.training.testing import BestValidation, ensemble_accuracy
+from dividemix.training.streams import EpochStreams
+from dividemix.training.testing import BestValidation, best_val, ensemble_accuracy
 from dividemix.training.workspace import NETS, Workspace
-
-
-def confidence_penalty(logits: torch.Tensor) -> torch.Tensor:
-    """Negative entropy mean(sum(p log p)), the reference's `NegEntropy` for warm-up under asym noise."""
-    # softmax * log_softmax, not the reference's probs.log() * probs: the same value, but no
-    # NaN (0 * -inf) when a float32 probability rounds to 0.
-    return torch.mean(torch.sum(F.softmax(logits, dim=1) * F.log_softmax(logits, dim=1), dim=1))
 
 
 def warmup_step(
@@ -43,8 +37,9 @@ def warmup_step(
     *,
     conf_penalty: bool,
     amp: bool = False,
-) -> torch.Tensor:
-    """Plain cross-entropy on noisy labels (+ negative entropy if `conf_penalty`); returns (ce, penalty, loss).
+) -> StepLosses:
+    """Plain cross-entropy on noisy labels (+ negative entropy if `conf_penalty`); the cross-entropy
+    is reported as `loss_x` (Lu = 0).
 
     `amp`: the forward pass under bf16 autocast, the losses in float32.
     """
@@ -55,7 +50,7 @@ def warmup_step(
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return torch.stack([ce, penalty, loss]).detach()
+    return StepLosses(ce.detach(), ce.new_zeros(()), penalty.detach(), loss.detach())
 
 
 def warmup_epoch(
@@ -72,24 +67,19 @@ def warmup_epoch(
     lr = learning_rate(train, epoch)
     set_lr(optimizer, lr)
     net.train()
-    order = torch_generator(train.seed, epoch, net_id, ORDER)
-    augment = torch_generator(train.seed, epoch, net_id, AUGMENT)
+    streams = EpochStreams(train.seed, epoch, net_id)
+    augment = streams.augment()
     subset = epoch_subset(ws, epoch, net_id, 2 * train.num_batches * train.batch_size)
     if subset is None:
         everything = torch.arange(ws.n_train, device=ws.device)
     else:
         everything = torch.as_tensor(subset, device=ws.device)
-    values = []
-    for index in batches(everything, 2 * train.batch_size, order):
+    steps = []
+    for index in batches(everything, 2 * train.batch_size, streams.order()):
         x = ws.train_batch(index, augment)
-        values.append(
-            warmup_step(net, optimizer, x, ws.noisy_labels[index], conf_penalty=conf_penalty, amp=train.amp)
-        )
-    ce, penalty, loss = rows.host_values(values)  # one host sync per epoch
-    return rows.loss_rows(
-        epoch, net_id, lr, lambda_u=[0.0] * len(ce), loss_x=ce, loss_u=[0.0] * len(ce), penalty=penalty, loss=loss,
-        n_labeled=len(everything), n_unlabeled=0,
-    )
+        steps.append(warmup_step(net, optimizer, x, ws.noisy_labels[index], conf_penalty=conf_penalty, amp=train.amp))
+    return rows.loss_rows(epoch, net_id, lr, lambda_u=[0.0] * len(steps), losses=StepLosses.to_host(steps),
+                          n_labeled=len(everything), n_unlabeled=0)
 
 
 def run_warmup(
@@ -119,46 +109,22 @@ def run_warmup(
         # net1 one full pass, then net2 one full pass
         losses = rows.merge_rows(*(warmup_epoch(nets[i], optimizers[i], ws, epoch, i, conf_penalty=train.conf_penalty)
                                    for i in NETS))
-        accs = ensemble_accuracy([nets[1], nets[2]], ws)
+        test = ensemble_accuracy([nets[1], nets[2]], ws)
         val = best.update(nets) if best is not None else None
         resume.keep_rows("losses", epoch, "losses", losses, meta)
-        record = rows.epoch_row(epoch, "warmup", accs, None, val)
+        record = rows.epoch_row(epoch, "warmup", test, None, val)
         resume.keep_rows("epochs", epoch, "epochs", record, meta)
-        resume.save_state(nets_state(resume.fingerprint, epoch, nets, optimizers, best))
+        resume.save_state(nets_state(resume.fingerprint, epoch, nets, optimizers, best_val(best)))
         if live is not None:  # after the checkpoint: a logged epoch is a committed one
             live.epoch(epoch, rows.epoch_figures(rows.single(record), learning_rate(train, epoch)))
-        progress.update(epoch, test_acc=accs[2])
+        progress.update(epoch, test_acc=test.ensemble.top1)
     progress.close()
 
     last = train.warmup_epochs - 1
     with atomic_dir(paths.warmup_artifacts) as folder:  # whole or not at all, no stale file
         for name in ("losses", "epochs"):
             artifacts.write_table(folder / f"{name}.parquet", name, resume.kept_rows(name, last), meta)
-    state = nets_state(resume.fingerprint, last, nets, optimizers, best)
+    state = nets_state(resume.fingerprint, last, nets, optimizers, best_val(best))
     save_checkpoint(paths.warmup_checkpoint, {**state, "params": params})
     resume.clear()
     return {"epochs": train.warmup_epochs}
-
-
-def restore_nets(kept: dict[str, Any] | None, nets: dict, optimizers: dict) -> int:
-    """Load a kept checkpoint's networks and optimisers; the first epoch to run (0 without one)."""
-    if kept is None:
-        return 0
-    for i in nets:
-        nets[i].load_state_dict(kept["nets"][str(i)])
-        optimizers[i].load_state_dict(kept["optimizers"][str(i)])
-    return int(kept["epoch"]) + 1
-
-
-def nets_state(fingerprint: dict, epoch: int, nets: dict, optimizers: dict, best: BestValidation | None) -> dict:
-    """A checkpoint of networks and optimisers after `epoch` (and the best-validation state)."""
-    state = {
-        "version": CHECKPOINT_VERSION,
-        "fingerprint": fingerprint,
-        "epoch": epoch,
-        "nets": {str(i): net.state_dict() for i, net in nets.items()},
-        "optimizers": {str(i): optimizer.state_dict() for i, optimizer in optimizers.items()},
-    }
-    if best is not None:
-        state["best_val"] = best.state()
-    return state

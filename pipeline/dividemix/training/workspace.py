@@ -15,16 +15,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from dividemix import artifacts
 from dividemix.config import Config
 from dividemix.datasets.prepared import images_path, read_meta, spec_from_meta, split_labels
 from dividemix.datasets.spec import DatasetSpec
 from dividemix.device import resolve_device
-from dividemix.device_images import DeviceImages, ImageBatches
-from dividemix.inference import eval_logits
-from dividemix.models import build_model
-from dividemix.seeds import INIT, derived_seed
-from dividemix.streamed_images import StreamedImages
+from dividemix.files import artifacts
+from dividemix.images.batches import DeviceImages, ImageBatches
+from dividemix.images.streamed import StreamedImages
+from dividemix.method.inference import eval_logits
+from dividemix.method.models import build_model
+from dividemix.training.streams import init_seed
 
 NETS = (1, 2)
 
@@ -46,7 +46,7 @@ def build_net(
     train.compile (or `compile`) compiles it in place with `nn.Module.compile`, which keeps the
     state-dict keys, so checkpoints do not depend on it.
     """
-    torch.manual_seed(derived_seed(config.train.seed, net_id, INIT))
+    torch.manual_seed(init_seed(config.train.seed, net_id))
     if pretrained and config.model.pretrained is not None:
         net = build_model(config.model.arch, num_classes, in_channels, pretrained=config.model.pretrained)
     else:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from dividemix.datasets.spec import DatasetSpec
-from dividemix.device_images import ImageBatches
+from dividemix.images.batches import ImageBatches
 
 READ_THREADS = 4  # positional reads in flight per batch (SSD and page-cache reads scale with a few)
 

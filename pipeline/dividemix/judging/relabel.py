@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from dividemix import layout
+from dividemix.files import layout
 
 DECISIONS = ("kept", "relabelled", "distrusted")
 
@@ -64,7 +64,7 @@ def ensemble_predictions(
 
     from dividemix.config import parse_config
     from dividemix.datasets.prepared import read_meta
-    from dividemix.inference import eval_logits
+    from dividemix.method.inference import eval_logits
     from dividemix.training.checkpoint import load_checkpoint
     from dividemix.training.workspace import NETS, Workspace
 

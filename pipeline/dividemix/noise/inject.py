@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dividemix import artifacts
 from dividemix.datasets.prepared import load_train_given_labels, load_train_truth, read_meta, spec_from_meta
-from dividemix.io import file_digest
-from dividemix.label_files import LabelFileError, read_label_file
+from dividemix.files import artifacts
+from dividemix.files.atomic import file_digest
+from dividemix.noise.label_files import LabelFileError, read_label_file
 
 MODES = ("none", "sym", "sym_true", "asym", "file")
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from dividemix.datasets.spec import DatasetSpec
-from dividemix.transforms import center_crop, random_crop, random_hflip, random_resized_crop, random_translate
+from dividemix.images.transforms import center_crop, random_crop, random_hflip, random_resized_crop, random_translate
 
 
 class ImageBatches:

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from dividemix.io import write_atomic
+from dividemix.files.atomic import write_atomic
 
 SCHEMA_VERSION = "1"  # the version of every schema not listed in SCHEMA_VERSIONS below
 

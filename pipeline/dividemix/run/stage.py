@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from dividemix.config import Config, ConfigError, load_config, select
-from dividemix.layout import Paths
-from dividemix.progress import interrupted_line
+from dividemix.files.layout import Paths
+from dividemix.run.progress import interrupted_line
 
 EXIT_BAD_INPUT = 2
 PR_SET_PDEATHSIG = 1  # linux/prctl.h

@@ -15,9 +15,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from dividemix.io import file_digest
+from dividemix.files.atomic import file_digest
 
-SOURCE_ROOT = Path(__file__).resolve().parent.parent  # pipeline/: holds the dividemix package
+SOURCE_ROOT = Path(__file__).resolve().parents[2]  # pipeline/: holds the dividemix package
 PACKAGE = "dividemix"
 
 
@@ -83,3 +83,54 @@ def closure(entry: str | Path) -> list[Path]:
 def code_digest(module: str) -> dict[str, str]:
     """SHA-256 of every library file `module` executes, keyed by its path under pipeline/."""
     return {path.relative_to(SOURCE_ROOT).as_posix(): file_digest(path) for path in closure(module)}
+
+
+def stage_code_deps(repo: Path, stage: str) -> list[str]:
+    """The `pipeline/...` deps stage `stage` must list: the closure of stages/STAGE.py, sorted."""
+    script = Path(repo) / "stages" / f"{stage}.py"
+    return sorted(f"pipeline/{path.relative_to(SOURCE_ROOT).as_posix()}" for path in closure(script))
+
+
+def rewrite_dvc_yaml(text: str, deps_of) -> str:
+    """`text` (a dvc.yaml) with each stage's `pipeline/` deps replaced by `deps_of(stage)`.
+
+    Line-based, so comments and every other line stay as written: in each stage's `deps:` list the
+    existing `pipeline/` entries are dropped and the new ones go where the first of them was (or
+    right after the stage's script when it listed none).
+    """
+    lines, out = text.splitlines(keepends=True), []
+    stage, in_deps, placed = None, False, False
+    for line in lines:
+        stripped, indent = line.strip(), len(line) - len(line.lstrip(" "))
+        if indent == 2 and stripped.endswith(":") and not stripped.startswith("#"):
+            stage, in_deps, placed = stripped[:-1], False, False
+        elif indent == 4 and stripped and not stripped.startswith("#"):
+            in_deps, placed = stripped == "deps:", False
+        if in_deps and stripped.startswith("- pipeline/"):
+            if not placed:
+                out += [" " * indent + f"- {dep}\n" for dep in deps_of(stage)]
+                placed = True
+            continue
+        out.append(line)
+        if in_deps and not placed and stripped == f"- stages/{stage}.py":
+            out += [" " * indent + f"- {dep}\n" for dep in deps_of(stage)]
+            placed = True
+    return "".join(out)
+
+
+def sync_dvc_yaml(repo: Path, *, write: bool) -> list[str]:
+    """The stages whose code deps in REPO/dvc.yaml differ from their imports; with `write`, the
+    file is rewritten (atomically) so that none does."""
+    import yaml
+
+    from dividemix.files.atomic import write_text_atomic
+
+    path = Path(repo) / "dvc.yaml"
+    text = path.read_text()
+    stages = yaml.safe_load(text)["stages"]
+    wanted = {name: stage_code_deps(repo, name) for name in stages}
+    drift = [name for name, stage in stages.items()
+             if sorted(d for d in stage.get("deps", []) if d.startswith("pipeline/")) != wanted[name]]
+    if drift and write:
+        write_text_atomic(path, rewrite_dvc_yaml(text, wanted.__getitem__))
+    return drift

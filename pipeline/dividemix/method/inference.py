@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from dividemix.device import autocast
-from dividemix.device_images import ImageBatches
+from dividemix.images.batches import ImageBatches
 
 EVAL_BATCH = 1024  # default batch of the eval passes (train.eval_batch_size): no augmentation, no grad
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dividemix import artifacts
 from dividemix.datasets.folder_lists import verified_subset
 from dividemix.datasets.prepared import has_truth, load_train_paths, load_train_truth, read_meta
+from dividemix.files import artifacts
 
 
 @dataclass(frozen=True)

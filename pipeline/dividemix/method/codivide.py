@@ -13,8 +13,8 @@ import torch
 from sklearn.mixture import GaussianMixture
 from torch import nn
 
-from dividemix.device_images import ImageBatches
-from dividemix.inference import eval_logits
+from dividemix.images.batches import ImageBatches
+from dividemix.method.inference import eval_logits
 
 
 def per_sample_loss(

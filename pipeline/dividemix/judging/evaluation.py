@@ -15,13 +15,13 @@ import pandas as pd
 import pyarrow.dataset as ds
 from sklearn.metrics import roc_auc_score
 
-from dividemix import artifacts
-from dividemix.truth import Truth
+from dividemix.files import artifacts
+from dividemix.judging.truth import Truth
 
 
 @dataclass(frozen=True)
 class RunArtifacts:
-    """Where one run's artifacts live (the layout of `dividemix.artifacts`)."""
+    """Where one run's artifacts live (the layout of `dividemix.files.artifacts`)."""
 
     root: Path = Path("artifacts")
 

@@ -3,7 +3,7 @@
 For each class (by noisy label) the gallery holds the samples of the final division with the
 lowest clean probability (those DivideMix distrusts or relabels) and, for contrast, those with
 the highest. Each carries the final networks' prediction and the export's decision
-(`dividemix.relabel`), and its true label where the truth is known (full, or the verified subset
+(`dividemix.judging.relabel`), and its true label where the truth is known (full, or the verified subset
 of `data.truth_list`). The report and `dividemix inspect` show them as thumbnails.
 
 The final clean probability of a sample is the mean over the networks whose final division holds
@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 
-from dividemix import artifacts
-from dividemix.evaluation import RunArtifacts
-from dividemix.relabel import DECISIONS, decide, ensemble_predictions
-from dividemix.truth import Truth
+from dividemix.files import artifacts
+from dividemix.judging.evaluation import RunArtifacts
+from dividemix.judging.relabel import DECISIONS, decide, ensemble_predictions
+from dividemix.judging.truth import Truth
 
 DISTRUSTED_PER_CLASS = 4  # the lowest clean probabilities of each class
 CLEAN_PER_CLASS = 2  # the highest, for contrast

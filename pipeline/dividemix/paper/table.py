@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from dividemix.presets import CELL_KEYS, find_preset
+from dividemix.paper.presets import CELL_KEYS, find_preset
 
 SEED_KEYS = ("noise.seed", "train.seed")
 COLUMNS = ("setting", "seeds", "last 10 (mean ± std)", "paper last", "best epoch (mean ± std)", "paper best",

@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dividemix.device import host_to_device, logits_of
+from dividemix.method.losses import StepLosses, labeled_loss, prior_penalty, unlabeled_loss
 
 PROTOCOLS = ("cifar", "clothing1m")
 
@@ -94,28 +95,9 @@ def mix(
     return mixed_inputs, mixed_targets
 
 
-def labeled_loss(logits_x: torch.Tensor, targets_x: torch.Tensor) -> torch.Tensor:
-    """Lx: soft cross-entropy, -mean(sum(log_softmax(logits) * target))."""
-    return -torch.mean(torch.sum(F.log_softmax(logits_x, dim=1) * targets_x, dim=1))
-
-
-def unlabeled_loss(logits_u: torch.Tensor, targets_u: torch.Tensor) -> torch.Tensor:
-    """Lu: mean squared error between softmax and target, averaged over batch and classes."""
-    if logits_u.shape[0] == 0:
-        return logits_u.new_zeros(())
-    return torch.mean((F.softmax(logits_u, dim=1) - targets_u) ** 2)
-
-
 def ramp_weight(lambda_u: float, progress: float, warmup_epochs: int, rampup_epochs: int) -> float:
     """lambda_u * clip((epoch + step / num_iter - warm_up) / rampup, 0, 1); `progress` = epoch + step/num_iter."""
     return lambda_u * float(np.clip((progress - warmup_epochs) / rampup_epochs, 0.0, 1.0))
-
-
-def prior_penalty(logits: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """sum(prior * log(prior / mean softmax)) with a uniform prior: keeps predictions spread over classes."""
-    prior = torch.full((num_classes,), 1.0 / num_classes, device=logits.device)
-    pred_mean = F.softmax(logits, dim=1).mean(0)
-    return torch.sum(prior * torch.log(prior / pred_mean))
 
 
 @dataclass(frozen=True)
@@ -130,53 +112,71 @@ class StepBatch:
     u2: torch.Tensor
 
 
+@dataclass(frozen=True)
+class StepOptions:
+    """What stays fixed over an epoch's steps: the hyper-parameters and switches of `train_step`.
+
+    `protocol` "cifar" is `Train_cifar.py`'s step: all 4B mixed samples are trained on, loss =
+    Lx + lambda_u * Lu + penalty. "clothing1m" is `Train_clothing1M.py`'s (and WebVision's) step:
+    the guesses are made as usual, but only the first 2B mixed samples (labeled samples mixed
+    with partners from all 4B) are forwarded, and loss = Lx + penalty (Lu is not computed: 0).
+    Ablations (the paper's Table 5): `label_refinement=False` takes the noisy one-hot labels as
+    the labeled targets; `co_guessing=False` guesses with the trained network alone. `amp` runs
+    the forward passes under bf16 autocast; losses are computed in float32.
+    """
+
+    num_classes: int
+    T: float
+    alpha: float
+    protocol: str = "cifar"
+    label_refinement: bool = True
+    co_guessing: bool = True
+    amp: bool = False
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"train.protocol {self.protocol!r} unknown; allowed: {', '.join(PROTOCOLS)}")
+
+
+@dataclass(frozen=True)
+class MixDraws:
+    """MixMatch's two random streams: `beta` draws lambda ~ Beta(alpha, alpha), `permutation` the
+    mixing partners (a CPU generator: the same partners on every device)."""
+
+    beta: np.random.Generator
+    permutation: torch.Generator
+
+
 def train_step(
     net: nn.Module,
     peer: nn.Module,
     optimizer: torch.optim.Optimizer,
     batch: StepBatch,
     *,
-    num_classes: int,
-    T: float,
-    alpha: float,
     lambda_u: float,
-    rng: np.random.Generator,
-    generator: torch.Generator,
-    protocol: str = "cifar",
-    label_refinement: bool = True,
-    co_guessing: bool = True,
-    amp: bool = False,
-) -> torch.Tensor:
-    """One SGD step of `net` with `peer`; returns the detached (loss_x, loss_u, penalty, loss) tensor.
+    options: StepOptions,
+    draws: MixDraws,
+) -> StepLosses:
+    """One SGD step of `net` with `peer` (`options`: the protocol, ablations and precision).
 
     As in the official code `net` stays in train mode during the no-grad guessing passes (its
     BatchNorm statistics move) and `peer` is in eval mode. An empty unlabeled batch (everything
     was judged clean) is allowed: MixMatch then runs over the 2B labeled samples and Lu = 0.
-
-    `protocol` "cifar" is `Train_cifar.py`'s step: all 4B mixed samples are trained on, loss =
-    Lx + lambda_u * Lu + penalty. "clothing1m" is `Train_clothing1M.py`'s (and WebVision's) step:
-    the guesses are made as usual, but only the first 2B mixed samples (labeled samples mixed
-    with partners from all 4B) are forwarded, and loss = Lx + penalty (Lu is not computed: 0,
-    `lambda_u` unused).
-
-    Ablations (the paper's Table 5): `label_refinement=False` takes the noisy one-hot labels as
-    the labeled targets (co-refinement with w = 1: sharpen(onehot) = onehot, so the two no-grad
-    passes of `net` on the labeled batch are skipped); `co_guessing=False` guesses with `net`
-    alone. `amp` runs the forward passes under bf16 autocast; losses are computed in float32.
+    Under the ablation without label refinement the two no-grad passes of `net` on the labeled
+    batch are skipped (co-refinement with w = 1: sharpen(onehot) = onehot).
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"train.protocol {protocol!r} unknown; allowed: {', '.join(PROTOCOLS)}")
     peer.eval()  # the peer only guesses: its BatchNorm statistics must not move
+    amp, T = options.amp, options.T
     b = batch.x1.shape[0]
-    y_onehot = F.one_hot(batch.y, num_classes).float()
+    y_onehot = F.one_hot(batch.y, options.num_classes).float()
     w = batch.w.view(-1, 1).float()
     has_unlabeled = batch.u1.shape[0] > 0
 
     # Co-guessing before co-refinement, as the official code: `net` is in train mode during both,
     # so the order of its passes (u1, u2, then x1, x2) decides its BatchNorm running statistics.
     if has_unlabeled:
-        targets_u = co_guess(net, peer if co_guessing else None, batch.u1, batch.u2, T, amp=amp)
-    if label_refinement:
+        targets_u = co_guess(net, peer if options.co_guessing else None, batch.u1, batch.u2, T, amp=amp)
+    if options.label_refinement:
         targets_x = co_refine(net, batch.x1, batch.x2, y_onehot, w, T, amp=amp)
     else:
         targets_x = y_onehot
@@ -187,23 +187,23 @@ def train_step(
         inputs = torch.cat([batch.x1, batch.x2])
         targets = torch.cat([targets_x, targets_x])
 
-    lam = mixup_coefficient(alpha, rng)
-    if protocol == "clothing1m":
-        mixed_inputs, mixed_targets = mix(inputs, targets, lam, generator, keep=2 * b)
+    lam = mixup_coefficient(options.alpha, draws.beta)
+    if options.protocol == "clothing1m":
+        mixed_inputs, mixed_targets = mix(inputs, targets, lam, draws.permutation, keep=2 * b)
         logits = logits_of(net, mixed_inputs, amp=amp)
         loss_x = labeled_loss(logits, mixed_targets)
         loss_u = logits.new_zeros(())
-        penalty = prior_penalty(logits, num_classes)
+        penalty = prior_penalty(logits, options.num_classes)
         loss = loss_x + penalty
     else:
-        mixed_inputs, mixed_targets = mix(inputs, targets, lam, generator)
+        mixed_inputs, mixed_targets = mix(inputs, targets, lam, draws.permutation)
         logits = logits_of(net, mixed_inputs, amp=amp)
         loss_x = labeled_loss(logits[: 2 * b], mixed_targets[: 2 * b])
         loss_u = unlabeled_loss(logits[2 * b :], mixed_targets[2 * b :])
-        penalty = prior_penalty(logits, num_classes)
+        penalty = prior_penalty(logits, options.num_classes)
         loss = loss_x + lambda_u * loss_u + penalty
 
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return torch.stack([loss_x, loss_u, penalty, loss]).detach()
+    return StepLosses(loss_x.detach(), loss_u.detach(), penalty.detach(), loss.detach())
