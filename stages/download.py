@@ -6,7 +6,8 @@ from dividemix.files.atomic import atomic_dir
 from dividemix.run.stage import run_stage
 
 # data.raw_dir is the archive cache (an archive placed there is verified and used offline); the
-# folder keys name the images and list files of data.dataset 'folder' and how they are stored.
+# folder keys name the images and list files of a stored data set (folder, clothing1m, webvision),
+# its classes and how its images are stored.
 # (data.workers and data.storage change no byte of the output: not parameters of this stage.)
 PARAMS = [
     "data.dataset",
@@ -22,6 +23,9 @@ PARAMS = [
     "data.train_crop",
     "data.mean",
     "data.std",
+    "data.num_classes",
+    "data.test2_list",
+    "data.imagenet_val",
 ]
 PATHS = ["sources", "prepared"]
 
@@ -36,8 +40,10 @@ def body(config, params, paths):
         if manifest(config.data) != json.loads(paths.sources.read_text()):
             raise ValueError(f"the data set's sources changed while download ran (or since {paths.sources} was "
                              "written); run `dvc repro` again")
-    val = f" / {meta['n_val']} val" if meta.get("has_val") else ""
-    print(f"[download] {meta['dataset']}: {meta['n_train']} train{val} / {meta['n_test']} test images -> {paths.prepared}")
+    val = f" / {meta['n_val']} val" if meta["has_val"] else ""
+    test2 = f" / {meta['n_test2']} {meta['test2_name']}" if meta["has_test2"] else ""
+    print(f"[download] {meta['dataset']}: {meta['n_train']} train{val} / {meta['n_test']} test{test2} images -> "
+          f"{paths.prepared}")
 
 
 if __name__ == "__main__":

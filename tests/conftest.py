@@ -110,6 +110,20 @@ def stage_module(name: str):
     return module
 
 
+def run_stages_in_process(root: Path, params: dict, stages: list[str] | None = None) -> None:
+    """Each stage's own `body` (its script's code, not a copy), in dvc.yaml's order, in this
+    process, on the layout under `root`: `dvc repro` without DVC and without eight interpreters
+    starting (seconds instead of half a minute for a tiny run). `root` must hold params' files."""
+    from dividemix.config import parse_config, select
+    from dividemix.files.layout import Paths
+
+    config = parse_config(params)
+    paths = Paths.layout(root)
+    for name in stages or list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]):
+        module = stage_module(name)
+        module.body(config, select(config, module.PARAMS), paths)
+
+
 def stage_params(name: str) -> list[str]:
     """The parameter keys stages/<name>.py declares (and records in its outputs)."""
     return stage_module(name).PARAMS

@@ -29,7 +29,7 @@ from dividemix.method.inference import eval_logits
 from dividemix.method.models import cnn_small
 from dividemix.training.rows import division_rows, epoch_row
 from dividemix.training.sampling import balanced_sample
-from dividemix.training.testing import Accuracies, Accuracy
+from dividemix.training.testing import Accuracies, Accuracy, EpochTests
 from dividemix.training.warmup import run_warmup
 from steps import state_copy
 
@@ -356,7 +356,7 @@ def test_epochs_files_of_schema_v1_are_read_with_null_validation_columns(tmp_pat
 
     from dividemix.files import artifacts
 
-    row = epoch_row(3, "dividemix", Accuracies(Accuracy(0.5), Accuracy(0.6), Accuracy(0.7)), {1: 10, 2: 11})
+    row = epoch_row(3, "dividemix", EpochTests(Accuracies(Accuracy(0.5), Accuracy(0.6), Accuracy(0.7))), {1: 10, 2: 11})
     artifacts.write_table(tmp_path / "epochs/epoch_004.parquet", "epochs", row | {"epoch": [4]})
     old = pa.Table.from_pydict({k: row[k] for k in artifacts.EPOCHS_V1.names}, schema=artifacts.EPOCHS_V1)
     old = old.replace_schema_metadata({b"dividemix.schema": b"epochs", b"dividemix.schema_version": b"1"})
@@ -368,5 +368,5 @@ def test_epochs_files_of_schema_v1_are_read_with_null_validation_columns(tmp_pat
     assert list(one.columns) == ["epoch", "test_acc_best_val"] and one["test_acc_best_val"].isna().all()
     bad = old.replace_schema_metadata({b"dividemix.schema": b"epochs", b"dividemix.schema_version": b"0"})
     pq.write_table(bad, tmp_path / "bad.parquet")
-    with pytest.raises(artifacts.ArtifactError, match="v2"):
+    with pytest.raises(artifacts.ArtifactError, match="v3"):
         artifacts.read_table(tmp_path / "bad.parquet", "epochs")

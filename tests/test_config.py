@@ -149,7 +149,7 @@ def test_warmup_epochs_not_below_epochs_is_refused():
 
 
 def test_asym_noise_for_a_data_set_without_a_map(monkeypatch):
-    monkeypatch.setitem(catalog.DATASETS, "nomap", catalog.DatasetFacts(downloads=False, asym=False, folder=False))
+    monkeypatch.setitem(catalog.DATASETS, "nomap", catalog.DatasetFacts(downloads=False, asym=False, stored=False))
     assert parse_config(tiny_params(**{"data.dataset": "nomap", "noise.mode": "sym"})).data.dataset == "nomap"
     assert_config_error(tiny_params(**{"data.dataset": "nomap", "noise.mode": "asym"}), "noise.mode", "allowed: none, sym")
 

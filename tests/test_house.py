@@ -214,4 +214,5 @@ def test_the_catalog_names_what_the_registries_implement():
         facts = catalog.DATASETS[name]
         assert facts.asym == (spec.asym_map is not None), name
         assert facts.downloads == bool(getattr(spec, "url", "")), name
-        assert facts.folder == (name == "folder"), name
+        assert facts.stored == (spec.crop_size > 0 or name == "folder"), name  # decoded into the store
+        assert facts.lists == (name == "folder"), name

@@ -383,7 +383,7 @@ def test_clothing1m_step_trains_on_the_2b_labeled_mixed_samples_with_lx_and_pena
 def test_train_step_refuses_an_unknown_protocol():
     with pytest.raises(ValueError, match="train.protocol"):
         step(tiny_net(0), tiny_net(1), torch.optim.SGD(tiny_net(0).parameters(), lr=0.1), make_batch(2, 2),
-             lambda_u=0.0, protocol="webvision")
+             lambda_u=0.0, protocol="imagenet")
 
 
 def test_clothing1m_epoch_trains_on_the_divided_subset_with_no_lu(small_ws):
@@ -399,20 +399,20 @@ def test_clothing1m_epoch_trains_on_the_divided_subset_with_no_lu(small_ws):
         mixture=Mixture(means=(0.1, 0.9), variances=(0.01, 0.01), weights=(0.5, 0.5), clean=0), sample_index=subset,
     )
     drawn = []
-    real_batch = Workspace.train_batch
+    real_pair = Workspace.train_pair
 
     def spy(self, index, generator):
         drawn.append(index.clone())
-        return real_batch(self, index, generator)
+        return real_pair(self, index, generator)
 
     import unittest.mock
 
-    with unittest.mock.patch.object(Workspace, "train_batch", spy):
+    with unittest.mock.patch.object(Workspace, "train_pair", spy):
         rows = dividemix_epoch(net, peer, optimizer, ws, d, 2, 1)
     assert rows["step"] == [0, 1]  # ceil(70 / 64)
     assert rows["n_labeled"] == [70, 70] and rows["n_unlabeled"] == [30, 30]
     assert rows["loss_u"] == [0.0, 0.0] and rows["lambda_u"] == [0.0, 0.0]
-    x_drawn = torch.cat([drawn[k] for k in (0, 1, 4, 5)])  # x1, x2 of each step
-    u_drawn = torch.cat([drawn[k] for k in (2, 3, 6, 7)])
+    x_drawn = torch.cat([drawn[k] for k in (0, 2)])  # x1 and x2 (one pair) of each step
+    u_drawn = torch.cat([drawn[k] for k in (1, 3)])
     assert set(x_drawn.tolist()) == set(subset[:70].tolist())
     assert set(u_drawn.tolist()) <= set(subset[70:].tolist())

@@ -59,6 +59,7 @@ def test_repro_writes_every_artifact_with_its_schema(repro_repo: Path):
         "ce_test_acc_last", "division_auc_last", "division_precision_last", "division_recall_last",
         "noise_rate_actual", "test_acc_best_val", "truth", "division_truth_n_last", "export_relabel_accuracy",
         "export_relabelled_n", "export_cleaned_accuracy", "export_cleaned_n",
+        *(f"{figure}_{which}" for figure in ("test_top5", "test2_acc", "test2_top5") for which in ("last10", "last", "best")),
     }
     n_train = len(artifacts.read_table(repro_repo / "data/noisy/labels.parquet", "noisy_labels"))
     assert metrics.pop("truth") == "full" and metrics.pop("division_truth_n_last") == n_train  # every label known
@@ -66,6 +67,10 @@ def test_repro_writes_every_artifact_with_its_schema(repro_repo: Path):
     relabelled = metrics.pop("export_relabel_accuracy")
     assert relabelled is None or 0.0 <= relabelled <= 1.0
     assert metrics.pop("test_acc_best_val") is None  # digits has no validation set
+    for which in ("last10", "last", "best"):  # ... and no second test set; 10 classes: top-5 measured
+        assert metrics.pop(f"test2_acc_{which}") is None and metrics.pop(f"test2_top5_{which}") is None
+    assert metrics.pop("test_top5_last10") is None  # (2 DivideMix epochs: no "last 10")
+    assert metrics["test_acc_last"] <= metrics.pop("test_top5_last") <= 1 and metrics.pop("test_top5_best") <= 1
     assert metrics.pop("test_acc_last10") is None  # 2 DivideMix epochs: no "last 10" (never over warm-up)
     assert metrics.pop("test_acc_last10_from_epoch") is None
     for key, value in metrics.items():

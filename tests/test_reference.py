@@ -70,26 +70,26 @@ def test_each_labeled_sample_is_refined_with_its_own_clean_probability_and_label
     division = Division(loss=np.zeros(N_SMALL), loss_norm=np.zeros(N_SMALL), clean_prob=clean_prob, labeled=labeled,
                         mixture=Mixture(means=(0.1, 0.9), variances=(0.01, 0.01), weights=(0.5, 0.5), clean=0))
     drawn, steps = [], []
-    real_batch, real_step = type(ws).train_batch, dividemix_epoch_module.train_step
+    real_pair, real_step = type(ws).train_pair, dividemix_epoch_module.train_step
 
-    def recording_batch(self, index, generator):
+    def recording_pair(self, index, generator):
         drawn.append(index.clone())
-        return real_batch(self, index, generator)
+        return real_pair(self, index, generator)
 
     def recording_step(net, peer, optimizer, batch, **kwargs):
         steps.append(batch)
         return real_step(net, peer, optimizer, batch, **kwargs)
 
-    monkeypatch.setattr(type(ws), "train_batch", recording_batch)
+    monkeypatch.setattr(type(ws), "train_pair", recording_pair)
     monkeypatch.setattr(dividemix_epoch_module, "train_step", recording_step)
     dividemix_epoch(net, peer, optimizer, ws, division, 2, 1)
-    assert len(steps) == 3 and len(drawn) == 4 * len(steps)  # x1, x2, u1, u2 per step
+    # (x1, x2) then (u1, u2) per step: each pair two augmentations of the same samples, read once
+    assert len(steps) == 3 and len(drawn) == 2 * len(steps)
     for k, batch in enumerate(steps):
-        x_index = drawn[4 * k]
-        assert torch.equal(drawn[4 * k + 1], x_index)  # x1 and x2: two augmentations of the same samples
+        x_index = drawn[2 * k]
         torch.testing.assert_close(batch.w, torch.as_tensor(clean_prob[x_index.numpy()], dtype=torch.float32))
         assert torch.equal(batch.y, ws.noisy_labels[x_index])
-        assert labeled[x_index.numpy()].all() and not labeled[drawn[4 * k + 2].numpy()].any()
+        assert labeled[x_index.numpy()].all() and not labeled[drawn[2 * k + 1].numpy()].any()
 
 
 # ---------------------------------------------------------------------- the mixture's settings

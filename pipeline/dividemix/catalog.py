@@ -15,14 +15,19 @@ from dataclasses import dataclass
 class DatasetFacts:
     downloads: bool  # fetched from an archive (data.url/data.md5 may name a mirror)
     asym: bool  # has an asymmetric-noise class map (noise.mode asym)
-    folder: bool  # the user's own images (data.root and list files; no training truth)
+    stored: bool  # images under data.root, decoded into the prepared store (no training truth)
+    lists: bool = False  # the user names the list files (data.train_list, ...); else a published layout
+    classes: int | None = None  # a fixed class count (Clothing1M's 14); None: from the data (or data.num_classes)
 
 
 DATASETS: dict[str, DatasetFacts] = {
-    "digits": DatasetFacts(downloads=False, asym=True, folder=False),
-    "cifar10": DatasetFacts(downloads=True, asym=True, folder=False),
-    "cifar100": DatasetFacts(downloads=True, asym=True, folder=False),
-    "folder": DatasetFacts(downloads=False, asym=False, folder=True),
+    "digits": DatasetFacts(downloads=False, asym=True, stored=False),
+    "cifar10": DatasetFacts(downloads=True, asym=True, stored=False),
+    "cifar100": DatasetFacts(downloads=True, asym=True, stored=False),
+    "folder": DatasetFacts(downloads=False, asym=False, stored=True, lists=True),
+    # The published layouts, read as the official dataloaders read them (datasets/clothing1m.py, webvision.py).
+    "clothing1m": DatasetFacts(downloads=False, asym=False, stored=True, classes=14),
+    "webvision": DatasetFacts(downloads=False, asym=False, stored=True),
 }
 
 MODELS: tuple[str, ...] = ("cnn_small", "preact_resnet18", "resnet50", "inception_resnet_v2")

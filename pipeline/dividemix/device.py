@@ -29,7 +29,7 @@ def host_to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     pinned-memory cache keeps the buffer alive until the copy has run). On the CPU: the tensor itself.
     """
     device = torch.device(device)
-    if device.type == "cpu":
+    if device.type == "cpu" or tensor.device == device:  # (already there: nothing to move)
         return tensor
     if device.type == "cuda":
         return tensor.pin_memory().to(device, non_blocking=True)

@@ -120,7 +120,7 @@ def _overrides(preset, sets: list[str]) -> dict[str, Any]:
 
 def _hint(preset) -> str:
     return " (give the keys this preset leaves to you with --set KEY=VALUE; see `dividemix preset show " \
-        f"{preset.name}`)" if preset.overrides["data.dataset"] == "folder" else ""
+        f"{preset.name}`)" if "data.root" not in preset.overrides else ""
 
 
 # ------------------------------------------------------------------------------------- apply

@@ -3,8 +3,10 @@
 The reference loaders open every image with `Image.open(path).convert('RGB')` and apply
 `transforms.Resize(side)` (the short side to `side`, the aspect ratio kept, bilinear) before their
 crops. The store keeps the centre side x side square of that (`transforms.CenterCrop(side)`), so
-every row has one shape; the evaluation crop (CenterCrop(crop) of the resized image) is exactly
-the centre crop of that square. Sizes and offsets follow torchvision's own rules
+every row has one shape. The reference's evaluation crop, CenterCrop(crop) of the *whole* resized
+image, can sit one pixel off the centre of that square (two roundings instead of one), so
+`decode_row` also gives its corner in the square, per image (`eval_corner`): evaluation takes
+exactly the reference's pixels. Sizes and offsets follow torchvision's own rules
 (`_compute_resized_output_size`, `center_crop`); tests check equality with torchvision.
 
 Pillow only (no torch): decoding runs in worker processes that should start in milliseconds.
@@ -49,8 +51,17 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode_row(path: Path, side: int) -> tuple[np.ndarray, str | None]:
-    """The stored row of the image at `path`: (3, side, side) uint8, and a note for an unusual mode.
+def eval_corner(width: int, height: int, side: int, crop: int) -> tuple[int, int]:
+    """(top, left) of CenterCrop(crop) of a resized width x height image, in its stored centre
+    side x side square (torchvision rounds each offset once, from the whole image)."""
+    left, top, _, _ = centre_box(width, height, crop)
+    square_left, square_top, _, _ = centre_box(width, height, side)
+    return min(max(top - square_top, 0), side - crop), min(max(left - square_left, 0), side - crop)
+
+
+def decode_row(path: Path, side: int, crop: int | None = None) -> tuple[np.ndarray, str | None, tuple[int, int]]:
+    """The stored row of the image at `path`: (3, side, side) uint8, a note for an unusual mode,
+    and the (top, left) corner of the reference's evaluation crop of size `crop` in the row.
 
     Raises ImageDecodeError (the cause in a few words) for a file Pillow cannot decode whole.
     """
@@ -66,4 +77,5 @@ def decode_row(path: Path, side: int) -> tuple[np.ndarray, str | None]:
     width, height = rgb.size
     rgb = rgb.resize(resized_size(width, height, side), Image.BILINEAR)
     square = rgb.crop(centre_box(*rgb.size, side))
-    return np.asarray(square, dtype=np.uint8).transpose(2, 0, 1), note
+    corner = eval_corner(*rgb.size, side, side if crop is None else crop)
+    return np.asarray(square, dtype=np.uint8).transpose(2, 0, 1), note, corner

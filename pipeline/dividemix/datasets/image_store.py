@@ -45,6 +45,8 @@ class StoreSummary:
     squares: np.ndarray = field(default_factory=lambda: np.zeros(3, dtype=object))
     sha256: str = ""
     notes: dict[str, list[str]] = field(default_factory=dict)  # note -> ["list:line path", ...]
+    # per row, the (top, left) corner of the reference's evaluation crop in the stored square
+    corners: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int16))
 
     def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Per-channel mean and std as fractions of 255 (a floor of one grey level on the std)."""
@@ -85,7 +87,7 @@ def _worker_start() -> None:
 
 def _decode_rows(start: int, stop: int):
     """Decode rows start..stop-1 of the job into its store; per row: sums, squares, digest, note."""
-    store, offset, side, root, items = (_job[key] for key in ("store", "offset", "side", "root", "items"))
+    store, offset, side, crop, root, items = (_job[key] for key in ("store", "offset", "side", "crop", "root", "items"))
     fd = _files.get(store)
     if fd is None:
         fd = _files[store] = os.open(store, os.O_WRONLY)
@@ -94,20 +96,22 @@ def _decode_rows(start: int, stop: int):
     for row in range(start, stop):
         path, where = items[row]
         try:
-            pixels, note = decode_row(os.path.join(root, path), side)  # not pathlib: it interns names
+            pixels, note, corner = decode_row(os.path.join(root, path), side, crop)  # not pathlib: it interns names
         except ImageDecodeError as exc:
             raise DataSourceError(f"{where}: cannot read image {os.path.join(root, path)} ({exc})") from None
         data = pixels.tobytes()
         os.pwrite(fd, data, offset + row * row_bytes)
         wide = pixels.reshape(3, -1).astype(np.int64)
         out.append((row, wide.sum(1).tolist(), np.einsum("ij,ij->i", wide, wide).tolist(),
-                    hashlib.sha256(data).digest(), note, f"{where} {path}" if note else None))
+                    hashlib.sha256(data).digest(), note, f"{where} {path}" if note else None, corner))
     return out
 
 
 # --- the parent side ---------------------------------------------------------------------------
-def write_store(path: Path, root: Path, items, side: int, *, workers: int, progress=None) -> StoreSummary:
-    """Decode `items` (a sequence of (path, "list:line") in row order) into a new store at `path`.
+def write_store(path: Path, root: Path, items, side: int, *, workers: int, crop: int | None = None,
+                progress=None) -> StoreSummary:
+    """Decode `items` (a sequence of (path, "list:line") in row order) into a new store at `path`;
+    `crop` is the evaluation crop whose corner each row records (the summary's `corners`).
 
     `progress(done, total)` is called as chunks finish. At most 4 chunks per worker are in flight,
     so the parent's memory is the item list, 32 bytes of digest per image and a few chunks' results.
@@ -115,13 +119,13 @@ def write_store(path: Path, root: Path, items, side: int, *, workers: int, progr
     unfinished file (it is written in the download stage's temporary folder).
     """
     offset = create_store(path, len(items), side)
-    summary = StoreSummary(len(items), side)
+    summary = StoreSummary(len(items), side, corners=np.zeros((len(items), 2), dtype=np.int16))
     if not len(items):
         summary.sha256 = hashlib.sha256(b"").hexdigest()
         return summary
     digests = bytearray(32 * len(items))
     chunks = iter(range(0, len(items), CHUNK))
-    _job.update(store=str(path), offset=offset, side=side, root=str(root), items=items)
+    _job.update(store=str(path), offset=offset, side=side, crop=crop, root=str(root), items=items)
     workers = max(1, min(workers, -(-len(items) // CHUNK)))
     context = multiprocessing.get_context("fork")  # workers inherit the imports and the job: start in ms
     try:
@@ -152,9 +156,10 @@ def write_store(path: Path, root: Path, items, side: int, *, workers: int, progr
 
 
 def _merge(summary: StoreSummary, digests: list, rows: list) -> int:
-    for row, sums, squares, digest, note, where in rows:
+    for row, sums, squares, digest, note, where, corner in rows:
         summary.sums += np.array(sums, dtype=object)
         summary.squares += np.array(squares, dtype=object)
+        summary.corners[row] = corner
         digests[32 * row : 32 * row + 32] = digest
         if note is not None:
             summary.notes.setdefault(note, []).append(where)

@@ -13,9 +13,15 @@ Layout of a prepared folder::
     train_given_labels.npy    (N,) int64   -- folder data sets only: the training list's labels
                                               (already noisy); read by the noise stage only
     val_images.npy            (V, C, H, W) uint8 -- a clean validation set (folder data sets with
-    val_labels.npy            (V,) int64         data.val_list); V = 0 (empty files) otherwise
+    val_labels.npy            (V,) int64         data.val_list, Clothing1M); V = 0 (empty) otherwise
     test_images.npy           (M, C, H, W) uint8
     test_labels.npy           (M,) int64   -- the held-out clean test set, used to report accuracy
+    test2_images.npy          (M2, C, H, W) uint8 -- a second test set (WebVision: ImageNet val of the
+    test2_labels.npy          (M2,) int64        same classes; a folder's data.test2_list), evaluated
+                                                 like the first; M2 = 0 (empty files) otherwise
+    SPLIT_crop.npy            (n, 2) int16 -- stored data sets: per row, the top-left corner (in
+                                              the stored square) of the reference's evaluation
+                                              crop, CenterCrop(image_size) of the resized image
 
 meta.json carries everything the training stages need to know of the data set (`spec_from_meta`),
 so they read this folder alone and never import the code that made it.
@@ -40,10 +46,14 @@ TEST_LABELS = "test_labels.npy"
 TRAIN_GIVEN = "train_given_labels.npy"
 VAL_IMAGES = "val_images.npy"
 VAL_LABELS = "val_labels.npy"
+TEST2_IMAGES = "test2_images.npy"
+TEST2_LABELS = "test2_labels.npy"
 META = "meta.json"
 # Bumped whenever meta.json or the files change; an older folder is refused (rerun download).
-FORMAT = 3
-SPLIT_IMAGES = {"train": TRAIN_IMAGES, "val": VAL_IMAGES, "test": TEST_IMAGES}
+FORMAT = 4
+SPLIT_IMAGES = {"train": TRAIN_IMAGES, "val": VAL_IMAGES, "test": TEST_IMAGES, "test2": TEST2_IMAGES}
+SPLIT_LABELS = {"val": VAL_LABELS, "test": TEST_LABELS, "test2": TEST2_LABELS}
+EVAL_SPLITS = ("val", "test", "test2")  # the clean, labeled splits (val and test2 may be empty)
 
 ImageArrays = tuple[np.ndarray, np.ndarray]  # (images (N, C, H, W) uint8, labels (N,) int64)
 
@@ -65,41 +75,44 @@ def write_prepared(
     `has_truth=False`: `train_labels` are the given, already noisy labels (train_given_labels.npy).
     """
     dest.mkdir(parents=True, exist_ok=True)
-    images = {"train": train_images, "test": test_images}
-    # The validation files always exist (empty without a validation set), so that dvc.yaml can
-    # list them as dependencies of the training stages whatever the data set.
-    images["val"] = val[0] if val is not None else np.zeros((0, *np.shape(train_images)[1:]), dtype=np.uint8)
+    empty = np.zeros((0, *np.shape(train_images)[1:]), dtype=np.uint8)
+    # The validation and second-test files always exist (empty without such a set), so that every
+    # prepared folder has the same files whatever the data set.
+    images = {"train": train_images, "test": test_images, "val": val[0] if val is not None else empty,
+              "test2": empty}
     digests = {}
     for split, array in images.items():
         array = np.ascontiguousarray(array, dtype=np.uint8)
-        write_atomic(dest / SPLIT_IMAGES[split], lambda tmp, a=array: _save_npy(tmp, a))
+        write_atomic(dest / SPLIT_IMAGES[split], lambda tmp, a=array: save_npy(tmp, a))
         digests[split] = rows_digest(array)
-    val_labels = val[1] if val is not None else np.zeros(0, dtype=np.int64)
-    return finish_prepared(spec, dest, train_labels, test_labels, val_labels, has_truth=has_truth,
+    no_labels = np.zeros(0, dtype=np.int64)
+    labels = {"test": test_labels, "val": val[1] if val is not None else no_labels, "test2": no_labels}
+    return finish_prepared(spec, dest, train_labels, labels, has_truth=has_truth,
                            image_shape=np.shape(train_images)[1:], digests=digests, extra_meta=extra_meta)
 
 
-def finish_prepared(spec: DatasetSpec, dest: Path, train_labels: np.ndarray, test_labels: np.ndarray,
-                    val_labels: np.ndarray, *, has_truth: bool, image_shape, digests: dict[str, str],
-                    extra_meta: dict | None = None) -> dict:
-    """The label files and meta.json beside image files already written (meta.json last: complete)."""
-    labels = {
-        TRAIN_TRUTH if has_truth else TRAIN_GIVEN: train_labels,
-        TEST_LABELS: test_labels,
-        VAL_LABELS: val_labels,
-    }
+def finish_prepared(spec: DatasetSpec, dest: Path, train_labels: np.ndarray, eval_labels: dict[str, np.ndarray], *,
+                    has_truth: bool, image_shape, digests: dict[str, str], extra_meta: dict | None = None) -> dict:
+    """The label files and meta.json beside image files already written (meta.json last: complete).
+
+    `eval_labels`: the clean labels of "test", "val" and "test2" (the last two may be empty).
+    """
+    labels = {TRAIN_TRUTH if has_truth else TRAIN_GIVEN: train_labels,
+              **{SPLIT_LABELS[split]: eval_labels[split] for split in EVAL_SPLITS}}
     for name, array in labels.items():
         array = np.ascontiguousarray(array, dtype=np.int64)
         # np.save appends ".npy" to a name without it, so write through an open handle.
-        write_atomic(dest / name, lambda tmp, a=array: _save_npy(tmp, a))
+        write_atomic(dest / name, lambda tmp, a=array: save_npy(tmp, a))
     meta = {
         **spec_meta(spec),
         "image_shape": [int(d) for d in image_shape],
         "n_train": int(len(train_labels)),
-        "n_test": int(len(test_labels)),
-        "n_val": int(len(val_labels)),
+        "n_test": int(len(eval_labels["test"])),
+        "n_val": int(len(eval_labels["val"])),
+        "n_test2": int(len(eval_labels["test2"])),
         "has_truth": has_truth,
-        "has_val": len(val_labels) > 0,
+        "has_val": len(eval_labels["val"]) > 0,
+        "has_test2": len(eval_labels["test2"]) > 0,
         # What the images are, so that a checkpoint's fingerprint reads meta.json, never the images.
         "images_sha256": dict(sorted(digests.items())),
         "format": FORMAT,
@@ -153,7 +166,7 @@ def spec_from_meta(meta: dict) -> DatasetSpec:
     )
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
+def save_npy(path: Path, array: np.ndarray) -> None:
     with open(path, "wb") as handle:
         np.save(handle, array, allow_pickle=False)
 
@@ -204,8 +217,20 @@ def images_path(prepared: Path, split: str) -> Path:
 
 
 def split_labels(prepared: Path, split: str) -> np.ndarray:
-    """The clean labels of the test or val split."""
-    return np.load(Path(prepared) / {"test": TEST_LABELS, "val": VAL_LABELS}[split], allow_pickle=False)
+    """The clean labels of the test, val or test2 split."""
+    return np.load(Path(prepared) / SPLIT_LABELS[split], allow_pickle=False)
+
+
+def crop_path(prepared: Path, split: str) -> Path:
+    """The per-row corners of the reference's evaluation crop (stored data sets only)."""
+    return Path(prepared) / f"{split}_crop.npy"
+
+
+def eval_crop_corners(prepared: Path, split: str) -> np.ndarray | None:
+    """(n, 2) int64 top-left corners of the evaluation crop in each stored row, None where the
+    data set has none (digits, CIFAR: the stored image is the network's input)."""
+    path = crop_path(prepared, split)
+    return np.load(path, allow_pickle=False).astype(np.int64) if path.exists() else None
 
 
 def load_train_paths(prepared: Path) -> list[str]:

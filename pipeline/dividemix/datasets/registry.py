@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 
 from dividemix.datasets.cifar import CIFAR10, CIFAR100
 from dividemix.datasets.digits import DIGITS
-from dividemix.datasets.folder import FOLDER
+from dividemix.datasets.folder import CLOTHING1M, FOLDER, WEBVISION
 from dividemix.datasets.spec import DatasetSpec
 
 if TYPE_CHECKING:
     from dividemix.config import DataConfig
 
-SPECS: dict[str, DatasetSpec] = {spec.name: spec for spec in (DIGITS, CIFAR10, CIFAR100, FOLDER)}
+SPECS: dict[str, DatasetSpec] = {spec.name: spec for spec in (DIGITS, CIFAR10, CIFAR100, FOLDER, CLOTHING1M, WEBVISION)}
 
 
 def prepare_dataset(data: "DataConfig", dest: Path) -> dict:

@@ -91,11 +91,17 @@ EPOCHS = pa.schema(
         ("val_acc_net1", pa.float64()),
         ("val_acc_net2", pa.float64()),
         ("test_acc_best_val", pa.float64()),
+        # v3: top-5 on the test set (null with 5 classes or fewer), and top-1 / top-5 on a second
+        # test set (WebVision's ImageNet val; null without one), each network and the ensemble.
+        *((f"{figure}_{model}", pa.float64()) for figure in ("test_top5", "test2_acc", "test2_top5")
+          for model in ("net1", "net2", "ensemble")),
     ]
 )
 
-# v1 of EPOCHS: without the validation columns. Read as v2 with those columns null.
-EPOCHS_V1 = pa.schema([field for field in EPOCHS if not field.name.startswith(("val_acc_", "test_acc_best_val"))])
+# v2 of EPOCHS: without the top-5 and second-test columns; v1: without the validation columns
+# either. Both read as v3 with the missing columns null.
+EPOCHS_V2 = pa.schema([field for field in EPOCHS if not field.name.startswith(("test_top5_", "test2_"))])
+EPOCHS_V1 = pa.schema([field for field in EPOCHS_V2 if not field.name.startswith(("val_acc_", "test_acc_best_val"))])
 
 BASELINE_EPOCHS = pa.schema([("epoch", pa.int32()), ("test_acc", pa.float64())])
 
@@ -127,10 +133,10 @@ SCHEMAS: dict[str, pa.Schema] = {
 
 
 # Per-schema versions: a schema's version is bumped whenever its columns change.
-SCHEMA_VERSIONS: dict[str, str] = {name: SCHEMA_VERSION for name in SCHEMAS} | {"epochs": "2"}
+SCHEMA_VERSIONS: dict[str, str] = {name: SCHEMA_VERSION for name in SCHEMAS} | {"epochs": "3"}
 
 # Older versions a reader still accepts, with their columns: upgraded on read (new columns null).
-OLD_SCHEMAS: dict[tuple[str, str], pa.Schema] = {("epochs", "1"): EPOCHS_V1}
+OLD_SCHEMAS: dict[tuple[str, str], pa.Schema] = {("epochs", "1"): EPOCHS_V1, ("epochs", "2"): EPOCHS_V2}
 
 
 class ArtifactError(ValueError):

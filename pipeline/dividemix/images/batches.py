@@ -12,23 +12,35 @@ import numpy as np
 import torch
 
 from dividemix.datasets.spec import DatasetSpec
-from dividemix.images.transforms import center_crop, random_crop, random_hflip, random_resized_crop, random_translate
+from dividemix.device import host_to_device
+from dividemix.images.transforms import (
+    center_crop,
+    crop_at,
+    random_crop,
+    random_hflip,
+    random_resized_crop,
+    random_translate,
+)
 
 
 class ImageBatches:
     """The transforms of a data set's spec over `rows(index)` (uint8 (n, C, H, W) on the device).
 
     With `channels_last` every batch is in the channels-last memory format (the same values;
-    faster convolutions on tensor cores and on the CPU).
+    faster convolutions on tensor cores and on the CPU). `corners` (n, 2), for a stored data set:
+    each row's corner of the reference's evaluation crop (`datasets.image_decode.eval_corner`);
+    without them the evaluation crop is the centre of the stored image.
     """
 
-    def __init__(self, spec: DatasetSpec, device: torch.device, *, channels_last: bool = False):
+    def __init__(self, spec: DatasetSpec, device: torch.device, *, channels_last: bool = False,
+                 corners: np.ndarray | None = None):
         self.spec = spec
         self.device = torch.device(device)
         self.channels_last = channels_last
         shape = (1, -1, 1, 1)
         self._mean = torch.tensor(spec.mean, device=self.device).view(shape) * spec.pixel_scale
         self._std = torch.tensor(spec.std, device=self.device).view(shape) * spec.pixel_scale
+        self._corners = None if corners is None else torch.as_tensor(corners, dtype=torch.int64)  # host: indexed by CPU rows
 
     def rows(self, index: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -40,15 +52,24 @@ class ImageBatches:
         return batch
 
     def plain(self, index: torch.Tensor) -> torch.Tensor:
-        """The test transform: the centre crop (folder data sets), normalisation."""
+        """The test transform: the evaluation crop (stored data sets), normalisation."""
         batch = self.rows(index)
-        if self.spec.crop_size:
+        if self.spec.crop_size and self._corners is not None:
+            corners = host_to_device(self._corners[index.cpu()], batch.device)
+            batch = crop_at(batch, corners[:, 0], corners[:, 1], self.spec.crop_size)
+        elif self.spec.crop_size:
             batch = center_crop(batch, self.spec.crop_size)
         return self.normalise(batch)
 
     def augmented(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The training transform: the spec's crop (translate, random or random-resized), optional flip."""
-        batch = self.rows(index)
+        return self.augment(self.rows(index), generator)
+
+    def augment(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The training transform of rows already read (a step reads its rows once for both views)."""
+        if len(batch) == 0:  # an empty unlabeled batch (every sample judged clean): nothing to draw
+            size = self.spec.crop_size or batch.shape[-1]
+            return self.normalise(batch.new_zeros((0, batch.shape[1], size, size)))
         if self.spec.train_crop == "translate":
             batch = random_translate(batch, self.spec.crop_padding, generator)
         elif self.spec.train_crop == "random":
@@ -67,8 +88,9 @@ class DeviceImages(ImageBatches):
     transfers; augmentation is a batched gather, never per-image PIL.
     """
 
-    def __init__(self, images: np.ndarray, spec: DatasetSpec, device: torch.device, *, channels_last: bool = False):
-        super().__init__(spec, device, channels_last=channels_last)
+    def __init__(self, images: np.ndarray, spec: DatasetSpec, device: torch.device, *, channels_last: bool = False,
+                 corners: np.ndarray | None = None):
+        super().__init__(spec, device, channels_last=channels_last, corners=corners)
         self.images = torch.as_tensor(images, dtype=torch.uint8).to(self.device)
 
     def __len__(self) -> int:
@@ -79,4 +101,4 @@ class DeviceImages(ImageBatches):
         return self.images.shape[1]
 
     def rows(self, index: torch.Tensor) -> torch.Tensor:
-        return self.images[index]
+        return self.images[host_to_device(index, self.device)]

@@ -34,8 +34,9 @@ class StoreError(OSError):
 class StreamedImages(ImageBatches):
     """`DeviceImages`' interface over a store on disk (rows read per batch)."""
 
-    def __init__(self, path: Path, spec: DatasetSpec, device: torch.device, *, channels_last: bool = False):
-        super().__init__(spec, device, channels_last=channels_last)
+    def __init__(self, path: Path, spec: DatasetSpec, device: torch.device, *, channels_last: bool = False,
+                 corners: np.ndarray | None = None):
+        super().__init__(spec, device, channels_last=channels_last, corners=corners)
         self.path = Path(path)
         header = np.load(self.path, mmap_mode="r")  # the header only: shape and data offset
         self.shape, self._offset = header.shape, header.offset
@@ -46,6 +47,7 @@ class StreamedImages(ImageBatches):
         self._pinned: list[torch.Tensor | None] = [None, None]
         self._copied: list[torch.cuda.Event | None] = [None, None]
         self._turn = 0
+        self.bytes_read = 0  # every row read so far, in bytes (benchmarks/bench_distributed.py)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -67,7 +69,8 @@ class StreamedImages(ImageBatches):
             pass
 
     def rows(self, index: torch.Tensor) -> torch.Tensor:
-        wanted = index.cpu().numpy()  # on CUDA a sync: the rows to read must be known on the host
+        """The rows `index` (a CPU tensor: the rows to read are known on the host, no device sync)."""
+        wanted = index.numpy()
         host = self._host_buffer(len(wanted))
         self._read_into(host.numpy(), wanted)
         if self.device.type != "cuda":
@@ -99,6 +102,7 @@ class StreamedImages(ImageBatches):
             raise IndexError(f"{self.path}: row index out of range [0, {len(self)})")
         chunks = np.array_split(np.arange(len(wanted)), min(READ_THREADS, max(1, len(wanted))))
         list(self._pool.map(lambda slots: self._read_rows(flat, wanted, slots), chunks))
+        self.bytes_read += len(wanted) * self._row_bytes
 
     def _read_rows(self, flat: np.ndarray, wanted: np.ndarray, slots: np.ndarray) -> None:
         for slot in slots:

@@ -58,6 +58,11 @@ def random_crop(batch: torch.Tensor, size: int, generator: torch.Generator) -> t
     return _gather_windows(batch, corner[0], corner[1], size, size)
 
 
+def crop_at(batch: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int) -> torch.Tensor:
+    """The size x size window of each image at its own corner (top[i], left[i]): one gather."""
+    return _gather_windows(batch, top, left, size, size)
+
+
 def center_crop(batch: torch.Tensor, size: int) -> torch.Tensor:
     """CenterCrop(size): torchvision's offsets, int(round((side - size) / 2))."""
     h, w = batch.shape[-2:]

@@ -73,7 +73,15 @@ def accuracy_curves(run: RunArtifacts) -> pd.DataFrame:
         # With a clean validation set (the Clothing1M protocol): the test ensemble of the
         # best-validation weights, the figure the paper reports for Clothing1M.
         curves["best_val"] = epochs["test_acc_best_val"]
+    for figure, column in EXTRA_CURVES.items():  # top-5, the second test set: where measured
+        if epochs[column].notna().any():
+            curves[figure] = epochs[column]
     return curves.merge(base, on="epoch", how="outer").sort_values("epoch").reset_index(drop=True)
+
+
+# The ensemble's other figures, where the run has them: the accuracy curve's name -> EPOCHS column.
+# In metrics/eval.json each gives FIGURE_last10, FIGURE_last and FIGURE_best (null without it).
+EXTRA_CURVES = {"test_top5": "test_top5_ensemble", "test2_acc": "test2_acc_ensemble", "test2_top5": "test2_top5_ensemble"}
 
 
 def _auc(clean: np.ndarray, score: np.ndarray) -> float:
@@ -146,7 +154,20 @@ def summary_metrics(curves: pd.DataFrame, quality: pd.DataFrame, truth: Truth | 
         "division_truth_n_last": None if truth is None else int(last["n_truth"].min()),
         "noise_rate_actual": None if truth is None else float(1.0 - truth.clean[truth.known].mean()),
         "test_acc_best_val": float(curves["best_val"].dropna().iloc[-1]) if "best_val" in curves else None,
+        **{key: value for figure in EXTRA_CURVES for key, value in figure_metrics(curves, figure).items()},
     }
+
+
+def figure_metrics(curves: pd.DataFrame, figure: str) -> dict:
+    """FIGURE_last10 (the mean over the same last 10 DivideMix epochs as the headline; null with
+    fewer), FIGURE_last and FIGURE_best (an oracle, as test_acc_best) of one extra curve."""
+    if figure not in curves:
+        return {f"{figure}_last10": None, f"{figure}_last": None, f"{figure}_best": None}
+    values = curves[figure].dropna()
+    trained = curves[curves["phase"] == "dividemix"].dropna(subset=[figure])
+    last10 = trained.iloc[-LAST_EPOCHS:] if len(trained) >= LAST_EPOCHS else None
+    return {f"{figure}_last10": None if last10 is None else float(last10[figure].mean()),
+            f"{figure}_last": float(values.iloc[-1]), f"{figure}_best": float(values.max())}
 
 
 def division_plot_table(quality: pd.DataFrame) -> pd.DataFrame:

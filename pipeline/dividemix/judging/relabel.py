@@ -72,11 +72,14 @@ def ensemble_predictions(
     if not checkpoint.exists():
         raise FileNotFoundError(f"{checkpoint}: no trained networks; run the train stage first")
     nested = nested_params(params, device=device)
-    if nested.get("data", {}).get("dataset") == "folder":
-        # The networks read the prepared store only; a folder's source keys (not recorded by the
-        # training stages) are placeholders that satisfy the schema, never opened.
-        image_size = read_meta(prepared)["image_size"]
-        nested["data"] = {"root": ".", "train_list": "-", "test_list": "-", "image_size": image_size} | nested["data"]
+    dataset = nested.get("data", {}).get("dataset")
+    if dataset in ("folder", "clothing1m", "webvision"):
+        # The networks read the prepared store only; a stored data set's source keys (not recorded
+        # by the training stages) are placeholders that satisfy the schema, never opened.
+        sources = {"root": "."}
+        if dataset == "folder":
+            sources |= {"train_list": "-", "test_list": "-", "image_size": read_meta(prepared)["image_size"]}
+        nested["data"] = sources | nested["data"]
     config = parse_config(nested, source="the run's recorded parameters")
     ws = Workspace.load(config, prepared, noisy or root / layout.NOISY_LABELS)
     state = load_checkpoint(checkpoint, ws.device)

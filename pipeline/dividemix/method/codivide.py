@@ -13,6 +13,7 @@ import torch
 from sklearn.mixture import GaussianMixture
 from torch import nn
 
+from dividemix.device import host_to_device
 from dividemix.images.batches import ImageBatches
 from dividemix.method.inference import eval_logits
 
@@ -33,8 +34,12 @@ def per_sample_loss(
     Returns a float32 CPU tensor of shape (N,) (or (len(index),)).
     """
     logits = eval_logits(net, images, index=index, batch_size=batch_size, amp=amp)
-    labels = noisy_labels if index is None else noisy_labels[index]
-    return nn.functional.cross_entropy(logits, labels, reduction="none").cpu()
+    return losses_of(logits, noisy_labels if index is None else noisy_labels[host_to_device(index, logits.device)])
+
+
+def losses_of(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-sample cross-entropy of (N, C) logits against (N,) labels, as a float32 CPU tensor."""
+    return nn.functional.cross_entropy(logits.float(), labels, reduction="none").cpu()
 
 
 def min_max_normalise(losses: torch.Tensor) -> torch.Tensor:
@@ -143,8 +148,15 @@ def co_divide_one(
     evaluates and divides a fresh class-balanced sample each epoch (the reference's `eval_train`
     over `num_batches * batch_size` samples), normalising over that sample.
     """
-    index = None if subset is None else torch.as_tensor(subset, dtype=torch.int64, device=images.device)
+    index = None if subset is None else torch.as_tensor(subset, dtype=torch.int64)
     loss = per_sample_loss(net, images, noisy_labels, index=index, batch_size=eval_batch_size, amp=amp)
+    return divide_losses(loss, history, p_threshold=p_threshold, seed=seed, subset=subset)
+
+
+def divide_losses(loss: torch.Tensor, history: LossHistory, *, p_threshold: float, seed: int,
+                  subset: np.ndarray | None = None) -> Division:
+    """The division that per-sample losses (N,) make: normalise, push to the history window, fit
+    the mixture, split. `subset`: the training-set indices the losses are of (sorted)."""
     mixture_input = history.push(min_max_normalise(loss))
     clean_prob, mixture = fit_mixture(mixture_input.numpy(), seed=seed)
     return Division(

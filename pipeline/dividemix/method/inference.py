@@ -20,9 +20,9 @@ def eval_logits(
     batch_size: int | None = None,
     amp: bool = False,
 ) -> torch.Tensor:
-    """Logits of every image (or of `index`, in that order): eval mode, the test transform.
-
-    Batches of `batch_size` (default EVAL_BATCH); with `amp` under bf16 autocast. (N, C) float32.
+    """Logits of every image (or of `index`, a CPU tensor, in that order): eval mode, the test
+    transform. Batches of `batch_size` (default EVAL_BATCH); with `amp` under bf16 autocast.
+    (N, C) float32 on the images' device.
     """
     net.eval()
     size = batch_size or EVAL_BATCH
@@ -30,7 +30,7 @@ def eval_logits(
     logits = []
     for start in range(0, n, size):
         if index is None:
-            chunk = torch.arange(start, min(start + size, n), device=images.device)
+            chunk = torch.arange(start, min(start + size, n))
         else:
             chunk = index[start : start + size]
         with autocast(images.device, amp):

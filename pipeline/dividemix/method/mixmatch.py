@@ -16,7 +16,10 @@ from torch.nn import functional as F
 from dividemix.device import host_to_device, logits_of
 from dividemix.method.losses import StepLosses, labeled_loss, prior_penalty, unlabeled_loss
 
-PROTOCOLS = ("cifar", "clothing1m")
+PROTOCOLS = ("cifar", "clothing1m", "webvision")
+# The protocols whose step trains on the first 2B mixed samples only, loss = Lx + prior penalty
+# (Train_clothing1M.py and Train_webvision.py: `mixed_input = l * input_a[:batch_size*2] + ...`).
+LABELED_MIX_ONLY = ("clothing1m", "webvision")
 
 
 def sharpen(p: torch.Tensor, T: float) -> torch.Tensor:
@@ -117,7 +120,8 @@ class StepOptions:
     """What stays fixed over an epoch's steps: the hyper-parameters and switches of `train_step`.
 
     `protocol` "cifar" is `Train_cifar.py`'s step: all 4B mixed samples are trained on, loss =
-    Lx + lambda_u * Lu + penalty. "clothing1m" is `Train_clothing1M.py`'s (and WebVision's) step:
+    Lx + lambda_u * Lu + penalty. "clothing1m" and "webvision" are `Train_clothing1M.py`'s and
+    `Train_webvision.py`'s step (the same):
     the guesses are made as usual, but only the first 2B mixed samples (labeled samples mixed
     with partners from all 4B) are forwarded, and loss = Lx + penalty (Lu is not computed: 0).
     Ablations (the paper's Table 5): `label_refinement=False` takes the noisy one-hot labels as
@@ -188,7 +192,7 @@ def train_step(
         targets = torch.cat([targets_x, targets_x])
 
     lam = mixup_coefficient(options.alpha, draws.beta)
-    if options.protocol == "clothing1m":
+    if options.protocol in LABELED_MIX_ONLY:
         mixed_inputs, mixed_targets = mix(inputs, targets, lam, draws.permutation, keep=2 * b)
         logits = logits_of(net, mixed_inputs, amp=amp)
         loss_x = labeled_loss(logits, mixed_targets)

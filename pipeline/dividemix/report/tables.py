@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from dividemix.paper.preset import PaperFigure
 from dividemix.paper.presets import find_preset, preset_differences
 
 NOT_APPLICABLE = "—"  # a cell that has no meaning (e.g. the baseline has no division)
@@ -62,7 +63,23 @@ def results_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
         # With a clean validation set: the ensemble of each network's best-validation weights.
         *([("Test accuracy of the best-validation weights", pct(metrics["test_acc_best_val"]), NOT_APPLICABLE)]
           if metrics.get("test_acc_best_val") is not None else []),
+        *extra_rows(metrics),
     ]
+
+
+EXTRA_FIGURES = {"test_top5": "test top-5", "test2_acc": "second test set top-1", "test2_top5": "second test set top-5"}
+
+
+def extra_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Top-5 and the second test set's figures, where the run measured them (last 10, last, best)."""
+    rows = []
+    for key, name in EXTRA_FIGURES.items():
+        if metrics.get(f"{key}_last") is None:
+            continue
+        rows.append((f"DivideMix {name}: last 10 / last / best epoch (an oracle)",
+                     " / ".join(format_percent(metrics.get(f"{key}_{which}")) for which in ("last10", "last", "best")),
+                     NOT_APPLICABLE))
+    return rows
 
 
 def truth_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -112,6 +129,18 @@ class PaperComparison:
     header: tuple[str, str, str] = PAPER_HEADER  # "Paper (network)" when the paper's figure used another one
 
 
+def figure_value(figure: PaperFigure, metrics: dict[str, Any]) -> str:
+    """The run's figure measured as the paper's `figure` was, or why there is none like it."""
+    if figure.protocol == "best_val":
+        if metrics.get("test_acc_best_val") is not None:
+            return f"{format_percent(metrics['test_acc_best_val'])} (best-validation weights)"
+        return (f"no validation set: not like for like (last 10: {format_percent(metrics.get('test_acc_last10'))}, "
+                f"best epoch, an oracle: {format_percent(metrics.get('test_acc_best'))})")
+    key = figure.metric
+    return (f"{format_percent(metrics.get(f'{key}_last10'))} (last 10) · {format_percent(metrics.get(f'{key}_last'))} "
+            f"(last) · {format_percent(metrics.get(f'{key}_best'))} (best epoch, an oracle)")
+
+
 def _paper_percent(value: float | None) -> str:
     return "not reported" if value is None else f"{value:.2f}%"
 
@@ -124,11 +153,14 @@ def paper_comparison(params: dict[str, Any], metrics: dict[str, Any]) -> PaperCo
     preset = find_preset(params)
     if preset is None:
         return PaperComparison(None, [], NO_PAPER_CELL)
-    rows = [
-        (last10_label(metrics), format_percent(metrics["test_acc_last10"]), _paper_percent(preset.paper_last)),
-        ("Best epoch's test accuracy (an oracle)", format_percent(metrics["test_acc_best"]),
-         _paper_percent(preset.paper_best)),
-    ]
+    if preset.figures:
+        rows = [(figure.label, figure_value(figure, metrics), _paper_percent(figure.value)) for figure in preset.figures]
+    else:
+        rows = [
+            (last10_label(metrics), format_percent(metrics["test_acc_last10"]), _paper_percent(preset.paper_last)),
+            ("Best epoch's test accuracy (an oracle)", format_percent(metrics["test_acc_best"]),
+             _paper_percent(preset.paper_best)),
+        ]
     note = f"Paper cell: preset {preset.name} ({preset.description}); `dividemix preset show {preset.name}`."
     header = PAPER_HEADER
     if preset.paper_network is not None:

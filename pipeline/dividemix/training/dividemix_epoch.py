@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 from dividemix.config import TrainConfig
+from dividemix.device import host_to_device
 from dividemix.method.codivide import Division
-from dividemix.method.mixmatch import MixDraws, StepBatch, StepLosses, StepOptions, ramp_weight, train_step
+from dividemix.method.mixmatch import LABELED_MIX_ONLY, MixDraws, StepBatch, StepLosses, StepOptions, ramp_weight, train_step
 from dividemix.training import rows
 from dividemix.training.optim import learning_rate, set_lr
 from dividemix.training.sampling import batches, endless_batches
@@ -52,20 +53,16 @@ def dividemix_epoch(
     draws = MixDraws(beta=streams.mix_beta(), permutation=streams.mix_permutation())
     options = step_options(ws)
     unlabeled_batches = endless_batches(unlabeled, train.batch_size, streams.unlabeled()) if n_unlabeled else None
-    empty = torch.empty(0, dtype=torch.int64, device=ws.device)
+    empty = torch.empty(0, dtype=torch.int64)
     num_iter = n_labeled // train.batch_size + 1
 
     steps, lambdas = [], []
     for step, x_index in enumerate(batches(labeled, train.batch_size, streams.order())):
         u_index = next(unlabeled_batches) if unlabeled_batches is not None else empty
-        batch = StepBatch(
-            x1=ws.train_batch(x_index, augment),
-            x2=ws.train_batch(x_index, augment),
-            y=ws.noisy_labels[x_index],
-            w=clean_prob[x_index],
-            u1=ws.train_batch(u_index, augment),
-            u2=ws.train_batch(u_index, augment),
-        )
+        x1, x2 = ws.train_pair(x_index, augment)  # the rows read once, augmented twice
+        u1, u2 = ws.train_pair(u_index, augment)
+        on_device = host_to_device(x_index, ws.device)
+        batch = StepBatch(x1=x1, x2=x2, y=ws.noisy_labels[on_device], w=clean_prob[on_device], u1=u1, u2=u2)
         lam = step_lambda_u(train, epoch + step / num_iter)
         steps.append(train_step(net, peer, optimizer, batch, lambda_u=lam, options=options, draws=draws))
         lambdas.append(lam)
@@ -81,11 +78,12 @@ def step_options(ws: Workspace) -> StepOptions:
 
 
 def split_tensors(ws: Workspace, division: Division) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The labeled and unlabeled training indices of `division`, and every sample's clean
-    probability indexed by sample_index (samples outside a Clothing1M subset: 0, never drawn)."""
+    """The labeled and unlabeled training indices of `division` (on the host: the rows to read are
+    known there without a device sync), and every sample's clean probability indexed by
+    sample_index, on the device (samples outside a Clothing1M subset: 0, never drawn)."""
     divided = division.indices()
-    labeled = torch.as_tensor(divided[division.labeled], device=ws.device)
-    unlabeled = torch.as_tensor(divided[~division.labeled], device=ws.device)
+    labeled = torch.as_tensor(divided[division.labeled])
+    unlabeled = torch.as_tensor(divided[~division.labeled])
     if division.sample_index is None:
         clean_prob = torch.as_tensor(division.clean_prob, dtype=torch.float32, device=ws.device)
     else:
@@ -96,8 +94,8 @@ def split_tensors(ws: Workspace, division: Division) -> tuple[torch.Tensor, torc
 
 
 def step_lambda_u(train: TrainConfig, progress: float) -> float:
-    """lambda_u at fractional epoch `progress`: ramped (cifar); 0 under clothing1m, whose step has
-    no Lu term (the reference runs it with lambda_u = 0)."""
-    if train.protocol == "clothing1m":
+    """lambda_u at fractional epoch `progress`: ramped (cifar); 0 under clothing1m and webvision,
+    whose step has no Lu term (the reference runs them with lambda_u = 0)."""
+    if train.protocol in LABELED_MIX_ONLY:
         return 0.0
     return ramp_weight(train.lambda_u, progress, train.warmup_epochs, train.rampup_epochs)

@@ -15,7 +15,7 @@ from dividemix.files import artifacts
 
 if TYPE_CHECKING:  # types only: warm-up writes rows too, and must not depend on the co-divide code
     from dividemix.method.codivide import Division
-    from dividemix.training.testing import Accuracies, Validation
+    from dividemix.training.testing import Accuracies, EpochTests, Validation
 
 
 def loss_rows(epoch: int, net_id: int, lr: float, *, lambda_u: list[float], losses: dict[str, list[float]],
@@ -66,21 +66,28 @@ def mixture_rows(epoch: int, divisions: dict[int, Division]) -> dict:
     return rows
 
 
-def epoch_row(epoch: int, phase: str, test: Accuracies, labeled: dict[int, int] | None,
+def epoch_row(epoch: int, phase: str, tests: EpochTests, labeled: dict[int, int] | None,
               val: Validation | None = None) -> dict:
     """One EPOCHS row (columns of one value); `val` with a validation set."""
+    test, test2 = tests.test, tests.test2
     return {
         "epoch": [epoch],
         "phase": [phase],
-        "test_acc_net1": [test.net1.top1],
-        "test_acc_net2": [test.net2.top1],
-        "test_acc_ensemble": [test.ensemble.top1],
+        **_accuracy_columns("test_acc", test, "top1"),
         "labeled_by_net1": [labeled[1] if labeled else None],
         "labeled_by_net2": [labeled[2] if labeled else None],
         "val_acc_net1": [val.net1 if val else None],
         "val_acc_net2": [val.net2 if val else None],
         "test_acc_best_val": [val.best_test if val else None],
+        **_accuracy_columns("test_top5", test, "top5"),
+        **_accuracy_columns("test2_acc", test2, "top1"),
+        **_accuracy_columns("test2_top5", test2, "top5"),
     }
+
+
+def _accuracy_columns(prefix: str, accs: Accuracies | None, k: str) -> dict:
+    return {f"{prefix}_{model}": [None if accs is None else getattr(getattr(accs, model), k)]
+            for model in ("net1", "net2", "ensemble")}
 
 
 # The DVCLive name of each EPOCHS column (`live.LiveLog`): what `dvc exp show` shows per epoch.
@@ -88,6 +95,8 @@ FIGURES = {
     "test_acc_ensemble": "test_acc/ensemble", "test_acc_net1": "test_acc/net1", "test_acc_net2": "test_acc/net2",
     "labeled_by_net1": "labeled/by_net1", "labeled_by_net2": "labeled/by_net2",
     "val_acc_net1": "val_acc/net1", "val_acc_net2": "val_acc/net2", "test_acc_best_val": "test_acc/best_val",
+    **{f"{figure}_{model}": f"{figure}/{model}" for figure in ("test_top5", "test2_acc", "test2_top5")
+       for model in ("ensemble", "net1", "net2")},
 }
 
 

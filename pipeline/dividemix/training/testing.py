@@ -1,5 +1,7 @@
-"""Testing during training: each network's and the ensemble's test accuracy every epoch, and the
-Clothing1M protocol's best-validation weights."""
+"""Testing during training: each network's and the ensemble's top-1 and top-5 accuracy on every
+test set every epoch (the reference's WebVision test: torchnet's ClassErrorMeter(topk=[1, 5]) on
+the summed logits, on WebVision val and ImageNet val), and the Clothing1M protocol's
+best-validation weights."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dividemix.images.batches import ImageBatches
 from dividemix.training.workspace import NETS, Workspace
 
 
@@ -31,6 +34,17 @@ class Accuracies:
 
 
 @dataclass(frozen=True)
+class EpochTests:
+    """An epoch's test figures: the test set, and the second test set where the data has one."""
+
+    test: Accuracies
+    test2: Accuracies | None = None
+
+
+TOP_K = 5  # the reference's top-5 (WebVision); undefined (None) with 5 classes or fewer
+
+
+@dataclass(frozen=True)
 class Validation:
     """One epoch's validation (the Clothing1M protocol): each network alone on the clean
     validation set, and the test accuracy of the ensemble of each network's best weights so far."""
@@ -40,16 +54,43 @@ class Validation:
     best_test: float | None
 
 
+def set_accuracies(nets: list[nn.Module], ws: Workspace, images: ImageBatches, labels: torch.Tensor) -> Accuracies:
+    """Top-1 (and top-5) accuracy of each network and of the ensemble (the sum of their logits)
+    on one set. A sample counts for top-k when its label is among the k largest logits."""
+    logits = [ws.logits(net, images) for net in nets]
+    ensemble = sum(logits) if ws.config.ablation.ensemble_test else logits[0]
+    k = TOP_K if logits[0].shape[1] > TOP_K else 0
+    hits = []
+    for lg in (*logits, ensemble):
+        hits.append((lg.argmax(1) == labels).float().mean())
+        if k:
+            hits.append((lg.topk(k, dim=1).indices == labels[:, None]).any(1).float().mean())
+    values = [float(v) for v in torch.stack(hits).cpu()]  # one host sync per set
+    per_model = [values[i : i + (2 if k else 1)] for i in range(0, len(values), 2 if k else 1)]
+    return Accuracies(*(Accuracy(top[0], top[1] if k else None) for top in per_model))
+
+
 def ensemble_accuracy(nets: list[nn.Module], ws: Workspace) -> Accuracies:
     """Test accuracy of each network and of the ensemble (argmax of the sum of logits)."""
-    logits = [ws.logits(net, ws.test_images) for net in nets]
-    hits = [(lg.argmax(1) == ws.test_labels).float().mean() for lg in logits]
-    if ws.config.ablation.ensemble_test:
-        ensemble = (sum(logits).argmax(1) == ws.test_labels).float().mean()
-    else:
-        ensemble = hits[0]
-    net1, net2, both = (float(a) for a in torch.stack([*hits, ensemble]).cpu())  # one host sync
-    return Accuracies(Accuracy(net1), Accuracy(net2), Accuracy(both))
+    return set_accuracies(nets, ws, ws.test_images, ws.test_labels)
+
+
+def epoch_tests(nets: list[nn.Module], ws: Workspace) -> EpochTests:
+    """Every test set of the data, every epoch (the second one where there is one)."""
+    test2 = set_accuracies(nets, ws, ws.test2_images, ws.test2_labels) if ws.has_test2 else None
+    return EpochTests(ensemble_accuracy(nets, ws), test2)
+
+
+def progress_figures(tests: EpochTests) -> dict[str, float]:
+    """The ensemble's figures for an epoch's progress line: test_acc (and top-5, the second set's)."""
+    figures = {"test_acc": tests.test.ensemble.top1}
+    if tests.test.ensemble.top5 is not None and tests.test2 is not None:  # the web data sets' four numbers
+        figures["test_top5"] = tests.test.ensemble.top5
+    if tests.test2 is not None:
+        figures["test2_acc"] = tests.test2.ensemble.top1
+        if tests.test2.ensemble.top5 is not None:
+            figures["test2_top5"] = tests.test2.ensemble.top5
+    return figures
 
 
 class BestValidation:

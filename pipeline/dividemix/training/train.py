@@ -35,7 +35,7 @@ from dividemix.training.optim import learning_rate, make_optimizer
 from dividemix.training.resume import STATE, Resume, link_or_copy
 from dividemix.training.sampling import epoch_subset
 from dividemix.training.streams import EpochStreams
-from dividemix.training.testing import BestValidation, best_val, ensemble_accuracy
+from dividemix.training.testing import BestValidation, best_val, epoch_tests, progress_figures
 from dividemix.training.workspace import NETS, Workspace
 
 TRAIN_OUTPUTS = ("divisions", "mixtures", "losses", "epochs")  # per-epoch folders under paths.artifacts
@@ -75,10 +75,10 @@ def run_train(
         divisions = {i: divide_for(nets[i], ws, history[i], epoch, i) for i in NETS}
         rows1 = dividemix_epoch(nets[1], nets[2], optimizers[1], ws, divisions[source[1]], epoch, 1)
         rows2 = dividemix_epoch(nets[2], nets[1], optimizers[2], ws, divisions[source[2]], epoch, 2)
-        test = ensemble_accuracy([nets[1], nets[2]], ws)
+        tests = epoch_tests([nets[1], nets[2]], ws)
         val = best.update(nets) if best is not None else None
         labeled = {i: int(divisions[i].labeled.sum()) for i in NETS}
-        epoch_rows = rows.epoch_row(epoch, "dividemix", test, labeled, val)
+        epoch_rows = rows.epoch_row(epoch, "dividemix", tests, labeled, val)
         written = write_epoch(paths, epoch, noisy, divisions, rows.merge_rows(rows1, rows2), epoch_rows,
                               {"params": params})
         extra = {"history": {str(i): history[i].state() for i in NETS}} | best_val(best)
@@ -89,7 +89,7 @@ def run_train(
         resume.keep_state(paths.train_checkpoint)  # last: it commits the epoch
         if live is not None:  # after the checkpoint: a logged epoch is a committed one
             live.epoch(epoch, rows.epoch_figures(rows.single(epoch_rows), learning_rate(train, epoch)))
-        progress.update(epoch, test_acc=test.ensemble.top1, labeled_by_net1=labeled[1], labeled_by_net2=labeled[2])
+        progress.update(epoch, **progress_figures(tests), labeled_by_net1=labeled[1], labeled_by_net2=labeled[2])
         del divisions, rows1, rows2, state  # nothing of this epoch outlives it
     progress.close()
     resume.clear()  # finished: the outputs (and DVC's cache) hold the run
@@ -107,13 +107,18 @@ def past_figures(paths: Paths, train: TrainConfig, start: int) -> list[tuple[int
 
 
 def divide_for(net, ws: Workspace, history: LossHistory, epoch: int, net_id: int) -> Division:
-    """The division network `net_id`'s losses make this epoch (its own seed for the mixture fit)."""
+    """The division network `net_id`'s losses make this epoch (its own seed for the mixture fit).
+
+    The losses are computed in float32 whatever train.amp: the reference fits its mixture on fp32
+    losses, and bf16 logits (8 bits of mantissa) would round the small losses of clean samples
+    together, where the two components meet. (Not measured against bf16: fp32 is the reference.)
+    """
     train = ws.config.train
     return co_divide_one(
         net, ws.train_images, ws.noisy_labels, history,
         p_threshold=train.p_threshold, seed=EpochStreams(train.seed, epoch, net_id).mixture_seed(),
         subset=epoch_subset(ws, epoch, net_id, train.num_batches * train.batch_size),
-        eval_batch_size=train.eval_batch_size, amp=train.amp,
+        eval_batch_size=train.eval_batch_size, amp=False,
     )
 
 

@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dividemix.config import Config
-from dividemix.device import logits_of
+from dividemix.device import host_to_device, logits_of
 from dividemix.files import artifacts
 from dividemix.files.atomic import atomic_dir
 from dividemix.files.layout import Paths
@@ -25,7 +25,7 @@ from dividemix.training.optim import learning_rate, make_optimizer, set_lr
 from dividemix.training.resume import Resume
 from dividemix.training.sampling import batches, epoch_subset
 from dividemix.training.streams import EpochStreams
-from dividemix.training.testing import BestValidation, best_val, ensemble_accuracy
+from dividemix.training.testing import BestValidation, best_val, epoch_tests, progress_figures
 from dividemix.training.workspace import NETS, Workspace
 
 
@@ -71,13 +71,14 @@ def warmup_epoch(
     augment = streams.augment()
     subset = epoch_subset(ws, epoch, net_id, 2 * train.num_batches * train.batch_size)
     if subset is None:
-        everything = torch.arange(ws.n_train, device=ws.device)
+        everything = torch.arange(ws.n_train)  # (on the host: the rows to read are known there)
     else:
-        everything = torch.as_tensor(subset, device=ws.device)
+        everything = torch.as_tensor(subset)
     steps = []
     for index in batches(everything, 2 * train.batch_size, streams.order()):
         x = ws.train_batch(index, augment)
-        steps.append(warmup_step(net, optimizer, x, ws.noisy_labels[index], conf_penalty=conf_penalty, amp=train.amp))
+        labels = ws.noisy_labels[host_to_device(index, ws.device)]
+        steps.append(warmup_step(net, optimizer, x, labels, conf_penalty=conf_penalty, amp=train.amp))
     return rows.loss_rows(epoch, net_id, lr, lambda_u=[0.0] * len(steps), losses=StepLosses.to_host(steps),
                           n_labeled=len(everything), n_unlabeled=0)
 
@@ -109,15 +110,15 @@ def run_warmup(
         # net1 one full pass, then net2 one full pass
         losses = rows.merge_rows(*(warmup_epoch(nets[i], optimizers[i], ws, epoch, i, conf_penalty=train.conf_penalty)
                                    for i in NETS))
-        test = ensemble_accuracy([nets[1], nets[2]], ws)
+        tests = epoch_tests([nets[1], nets[2]], ws)
         val = best.update(nets) if best is not None else None
         resume.keep_rows("losses", epoch, "losses", losses, meta)
-        record = rows.epoch_row(epoch, "warmup", test, None, val)
+        record = rows.epoch_row(epoch, "warmup", tests, None, val)
         resume.keep_rows("epochs", epoch, "epochs", record, meta)
         resume.save_state(nets_state(resume.fingerprint, epoch, nets, optimizers, best_val(best)))
         if live is not None:  # after the checkpoint: a logged epoch is a committed one
             live.epoch(epoch, rows.epoch_figures(rows.single(record), learning_rate(train, epoch)))
-        progress.update(epoch, test_acc=test.ensemble.top1)
+        progress.update(epoch, **progress_figures(tests))
     progress.close()
 
     last = train.warmup_epochs - 1

@@ -8,6 +8,7 @@ picks each network's best weights.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from dividemix.config import Config
-from dividemix.datasets.prepared import images_path, read_meta, spec_from_meta, split_labels
+from dividemix.datasets.prepared import eval_crop_corners, images_path, read_meta, spec_from_meta, split_labels
 from dividemix.datasets.spec import DatasetSpec
 from dividemix.device import resolve_device
 from dividemix.files import artifacts
@@ -73,6 +74,9 @@ class Workspace:
     # The clean validation set (Clothing1M's), when the data set has one: best-weights selection.
     val_images: ImageBatches | None = None
     val_labels: torch.Tensor | None = None
+    # A second test set (WebVision's ImageNet val), evaluated every epoch like the first.
+    test2_images: ImageBatches | None = None
+    test2_labels: torch.Tensor | None = None
 
     @classmethod
     def load(cls, config: Config, prepared: Path, noisy_labels_path: Path) -> "Workspace":
@@ -82,8 +86,11 @@ class Workspace:
         noisy = artifacts.read_table(noisy_labels_path, "noisy_labels")
         if len(noisy) != meta["n_train"] or not np.array_equal(noisy["sample_index"].to_numpy(), np.arange(meta["n_train"])):
             raise ValueError(f"{noisy_labels_path}: noisy labels do not cover the {meta['n_train']} training samples")
-        images = {split: open_images(config, prepared, split, spec, device) for split in ("train", "test", "val")}
-        has_val = meta.get("has_val", False)
+        if config.data.flip is not None:  # data.flip: the user's choice over the data set's default
+            spec = dataclasses.replace(spec, hflip=config.data.flip)
+        present = {"test": True, "val": meta["has_val"], "test2": meta["has_test2"]}
+        images = {split: open_images(config, prepared, split, spec, device) for split in ("train", *present)}
+        labels = {split: torch.as_tensor(split_labels(prepared, split), dtype=torch.int64).to(device) for split in present}
         return cls(
             config=config,
             device=device,
@@ -91,9 +98,9 @@ class Workspace:
             train_images=images["train"],
             noisy_labels=torch.tensor(noisy["noisy_label"].to_numpy(), dtype=torch.int64, device=device),
             test_images=images["test"],
-            test_labels=torch.as_tensor(split_labels(prepared, "test"), dtype=torch.int64).to(device),
-            val_images=images["val"] if has_val else None,
-            val_labels=torch.as_tensor(split_labels(prepared, "val"), dtype=torch.int64).to(device) if has_val else None,
+            test_labels=labels["test"],
+            **{f"{split}_{kind}": (images[split] if kind == "images" else labels[split]) if present[split] else None
+               for split in ("val", "test2") for kind in ("images", "labels")},
         )
 
     @property
@@ -103,6 +110,10 @@ class Workspace:
     @property
     def has_val(self) -> bool:
         return self.val_images is not None
+
+    @property
+    def has_test2(self) -> bool:
+        return self.test2_images is not None
 
     def new_net(self, net_id: int, *, pretrained: bool = True, compile: bool | None = None) -> nn.Module:
         in_channels = self.train_images.channels
@@ -116,6 +127,15 @@ class Workspace:
             return self.train_images.augmented(index, generator)
         return self.train_images.plain(index)
 
+    def train_pair(self, index: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two training views of the same samples, their rows read once (a streamed store is read
+        once per step, not twice); the draws are those of two `train_batch` calls in turn."""
+        if not self.config.ablation.augmentation:
+            plain = self.train_images.plain(index)
+            return plain, plain
+        rows = self.train_images.rows(index)
+        return self.train_images.augment(rows, generator), self.train_images.augment(rows, generator)
+
     def logits(self, net: nn.Module, images: ImageBatches) -> torch.Tensor:
         """An eval pass over `images` at train.eval_batch_size (bf16 under train.amp)."""
         train = self.config.train
@@ -123,11 +143,16 @@ class Workspace:
 
 
 def open_images(config: Config, prepared: Path, split: str, spec: DatasetSpec, device: torch.device) -> ImageBatches:
-    """One split's images, streamed from disk or held on the device (data.storage; the same batches)."""
+    """One split's images, streamed from disk or held on the device (data.storage; the same batches).
+
+    Stored data sets (a crop of the stored image: folder, Clothing1M, WebVision) stream by
+    default, with each row's corner of the reference's evaluation crop.
+    """
     storage = config.data.storage
     if storage == "auto":
-        storage = "disk" if spec.name == "folder" else "memory"
-    path = images_path(prepared, split)
+        storage = "disk" if spec.crop_size else "memory"
+    path, corners = images_path(prepared, split), eval_crop_corners(prepared, split)
+    options = {"channels_last": config.train.channels_last, "corners": corners}
     if storage == "disk":
-        return StreamedImages(path, spec, device, channels_last=config.train.channels_last)
-    return DeviceImages(np.load(path, allow_pickle=False), spec, device, channels_last=config.train.channels_last)
+        return StreamedImages(path, spec, device, **options)
+    return DeviceImages(np.load(path, allow_pickle=False), spec, device, **options)

@@ -1,26 +1,13 @@
-"""One typed, validated configuration: the single source of truth for every parameter.
-
-`params.yaml` is read once, through `load_config`, by every stage. Unknown keys, wrong types and
-out-of-range values raise `ConfigError` whose message is one line naming the key and what is
-allowed, before any work is done.
-"""
+"""The sections of params.yaml as typed models (data, noise, model, train, ablation): every key,
+its type, its range and its default, with the checks that need only its own section."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal
+from pathlib import PurePosixPath
+from typing import Annotated, Literal
 
-import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from dividemix import catalog
 
@@ -45,13 +32,17 @@ NonNegativeInt = Annotated[int, Field(ge=0)]
 LABEL_FILE_SUFFIXES = (".pt", ".parquet", ".csv")  # noise.file: CIFAR-N .pt, or sample_index/label columns
 
 
-FOLDER_ONLY = ("root", "train_list", "val_list", "test_list", "image_size", "resize", "train_crop", "mean", "std",
-               "truth_list")
+# Keys read only for the data sets whose images are stored from data.root (folder, clothing1m,
+# webvision); of those, the list files only where the user names them (folder).
+STORED_ONLY = ("root", "image_size", "resize", "train_crop", "mean", "std")
+LISTS_ONLY = ("train_list", "val_list", "test_list", "test2_list", "truth_list")
+FOLDER_ONLY = STORED_ONLY + LISTS_ONLY + ("num_classes", "imagenet_val")
 
 
 # Keys that change how a stage runs but no byte of what it writes: read, but no stage's DVC
 # parameter, so that changing them reruns nothing (decode processes, where training holds images).
-RESULT_NEUTRAL = ("data.workers", "data.storage")
+RESULT_NEUTRAL = ("data.workers", "data.storage", "distributed.rendezvous", "distributed.run_id",
+                  "distributed.max_restarts", "distributed.timeout_s")
 
 
 class DataConfig(_Section):
@@ -61,7 +52,7 @@ class DataConfig(_Section):
     # A mirror for the data set's archive and its md5 (both or neither; default: the official URL).
     url: str | None = None
     md5: str | None = None
-    # data.dataset 'folder': the image root and its list files ("relative/path.jpg label" per line).
+    # The image root (folder, clothing1m, webvision) and a folder's list files ("path label" lines).
     root: str | None = None
     train_list: str | None = None
     val_list: str | None = None
@@ -80,6 +71,17 @@ class DataConfig(_Section):
     # Optional verified subset: "path label" lines giving the true label of some training images
     # (Clothing1M ships ~48k). Read by evaluate and report only, never by training.
     truth_list: str | None = None
+    # The class count: folder (else classes.txt, else 1 + the largest label, with a note), webvision
+    # (null: 50, the paper's; samples of a class not below it are dropped from every split).
+    num_classes: Annotated[int, Field(ge=2)] | None = None
+    # folder: a second test set ("path label" lines), evaluated every epoch like the first.
+    test2_list: str | None = None
+    # webvision: ImageNet val of the same classes, class-index folders (0..K-1, the official layout)
+    # or synset folders (mapped through info/synsets.txt); null: data.root/imagenet/val.
+    imagenet_val: str | None = None
+    # The training crop's random flip: null is the reference's choice (digits: off, else on); false
+    # for images whose orientation carries the label. Read by training, not by download.
+    flip: bool | None = None
     # Decode processes of download (null: every core) and how training holds the images: auto
     # (folder: streamed from disk; digits/CIFAR: in memory), memory, disk. Neither changes a result.
     workers: PositiveInt | None = None
@@ -162,10 +164,11 @@ class TrainConfig(_Section):
     loss_history: PositiveInt = 1
     seed: NonNegativeInt = 123
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # cifar: the reference's CIFAR step. clothing1m: the Clothing1M/WebVision step (only the first
-    # 2B mixed samples are trained on: Lx + prior penalty), a class-balanced sample of
-    # num_batches x batch_size per network per epoch, and best-validation weights for the test.
-    protocol: Literal["cifar", "clothing1m"] = "cifar"
+    # cifar: the reference's CIFAR step. clothing1m: the Clothing1M step (only the first 2B mixed
+    # samples are trained on: Lx + prior penalty) on a class-balanced sample of num_batches x
+    # batch_size per network per epoch. webvision: Train_webvision.py, the same step over the whole
+    # training set each epoch (no sample). Best-validation weights wherever there is a val set.
+    protocol: Literal["cifar", "clothing1m", "webvision"] = "cifar"
     num_batches: PositiveInt = 1000
     # The GPU path (all device-agnostic; off by default so CPU runs stay bit-reproducible).
     amp: bool = False  # bf16 autocast for forward passes
@@ -203,125 +206,28 @@ class AblationConfig(_Section):
     ensemble_test: bool = True  # false: test with net1 alone
 
 
-class Config(_Section):
-    data: DataConfig = DataConfig()
-    noise: NoiseConfig = NoiseConfig()
-    model: ModelConfig = ModelConfig()
-    train: TrainConfig = TrainConfig()
-    ablation: AblationConfig = AblationConfig()
+class DistributedConfig(_Section):
+    """One run over several processes and machines, on torch.distributed: each process holds both
+    networks data-parallel (DDP) and trains on its share of every step's batch, so the global
+    batch stays train.batch_size. 1 x 1 is one process, the single-device path."""
 
-    @model_validator(mode="after")
-    def _data_source_complete(self) -> "Config":
-        """The data section's keys that go together (messages name the key)."""
-        data = self.data
-        if catalog.DATASETS[data.dataset].folder:
-            for key in ("root", "train_list", "test_list", "image_size"):
-                if getattr(data, key) is None:
-                    raise ValueError(f"data.{key}: required when data.dataset is 'folder'")
-            if data.resize is not None and data.resize < data.image_size:
-                raise ValueError(f"data.resize: {data.resize} is smaller than data.image_size {data.image_size};"
-                                 " the crop is taken from the stored image (resize >= image_size)")
-            if (data.mean is None) != (data.std is None):
-                raise ValueError("data.mean: data.mean and data.std go together (both, or both null: measured)")
-        else:
-            for key in FOLDER_ONLY:
-                if getattr(data, key) is not None:
-                    raise ValueError(
-                        f"data.{key}: only read when data.dataset is 'folder' (it is {data.dataset!r}); set it to null"
-                    )
-        if (data.url is None) != (data.md5 is None):
-            missing = "data.md5" if data.md5 is None else "data.url"
-            raise ValueError(f"{missing}: data.url and data.md5 go together (a mirror and its archive's md5, or both null)")
-        if data.url is not None and not catalog.DATASETS[data.dataset].downloads:
-            downloading = ", ".join(name for name, facts in catalog.DATASETS.items() if facts.downloads)
-            raise ValueError(f"data.url: data set {data.dataset!r} downloads nothing; allowed only for {downloading}")
-        return self
+    # Processes on each machine (one per GPU; on a CPU, gloo processes), and machines, all
+    # launched through torchrun's elastic agent. Their product changes the per-process batches.
+    processes_per_machine: PositiveInt = 1
+    machines: PositiveInt = 1
+    # "host:port" of the c10d rendezvous (the first machine's address and a free port), needed
+    # with several machines; null: this machine alone. Changes no result.
+    rendezvous: str | None = None
+    # The rendezvous id (each stage adds its name): two runs at once on one host need two.
+    run_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = "dividemix"
+    # torchrun's restarts of a failed process group; each restart resumes from the last epoch.
+    max_restarts: NonNegativeInt = 0
+    # Collectives' timeout: a dead peer is noticed at once, a hung one after this many seconds.
+    timeout_s: PositiveInt = 1800
 
-    @model_validator(mode="after")
-    def _noise_defined_for_dataset(self) -> "Config":
-        noise, dataset = self.noise, self.data.dataset
-        if noise.mode == "asym" and not catalog.DATASETS[dataset].asym:
-            raise ValueError(
-                f"noise.mode 'asym' is not defined for data set {dataset!r}; allowed: none, sym, sym_true, file"
-            )
-        if noise.mode == "file" and noise.file is None:
-            raise ValueError("noise.file: required when noise.mode is 'file' (a label file under labels/)")
-        if noise.mode != "file":
-            for key in ("file", "key"):
-                if getattr(noise, key) is not None:
-                    raise ValueError(f"noise.{key}: only read when noise.mode is 'file' (it is {noise.mode!r}); set it to null")
-        if noise.file is not None and noise.file.endswith(".pt") and noise.key is None:
-            raise ValueError(
-                "noise.key: required for a .pt label file (CIFAR-10N: aggre_label, worse_label, random_label1..3, "
-                "clean_label; CIFAR-100N: noisy_label, clean_label)"
-            )
-        if noise.file is not None and not noise.file.endswith(".pt") and noise.key is not None:
-            raise ValueError("noise.key: only read for a .pt label file (Parquet and CSV have a label column); set it to null")
-        return self
-
-
-def _describe(error: dict[str, Any], section_path: tuple[Any, ...]) -> str:
-    message = error["msg"].removeprefix("Value error, ")
-    if not section_path:  # a check across sections: its message names the keys involved
-        return message
-    key = ".".join(str(part) for part in section_path)
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        model = Config
-        for part in section_path[:-1]:
-            model = model.model_fields[part].annotation  # type: ignore[assignment]
-        allowed = ", ".join(model.model_fields)
-        return f"{key}: unknown key; allowed keys here: {allowed}"
-    return f"{key}: {message} (got {error.get('input')!r})"
-
-
-def parse_config(raw: Any, *, source: str = "params") -> Config:
-    """Validate a nested mapping (as read from params.yaml) into a `Config`; the first problem
-    raises `ConfigError` (one line)."""
-    errors = config_errors(raw, source=source)
-    if errors:
-        raise ConfigError(errors[0])
-    return Config.model_validate(raw or {})
-
-
-def config_errors(raw: Any, *, source: str = "params") -> list[str]:
-    """Every problem of a nested mapping, one line each naming the key (empty: valid).
-
-    Checks across sections (`model_validator`s) run only once every key is valid on its own, so
-    a list can name several keys at once but never a consequence of an earlier error.
-    """
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        return [f"{source}: the top level must be a mapping of sections, got {type(raw).__name__}"]
-    try:
-        Config.model_validate(raw)
-    except ValidationError as exc:
-        return [f"{source}: {_describe(error, tuple(error['loc']))}" for error in exc.errors()]
-    return []
-
-
-def load_config(path: str | Path = "params.yaml") -> Config:
-    """Read and validate `params.yaml`; raise `ConfigError` (one line) on any problem."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: parameter file not found") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}") from None
-    return parse_config(raw, source=str(path))
-
-
-def select(config: Config, keys: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """The values of dotted `keys` ("train.lr"), e.g. to record what a stage read in its outputs."""
-    dumped = config.model_dump(mode="json")
-    out = {}
-    for key in keys:
-        section, name = key.split(".")
-        out[key] = dumped[section][name]
-    return out
+    @field_validator("rendezvous")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None and re.fullmatch(r"[A-Za-z0-9_.:\[\]-]+:[0-9]{1,5}", value) is None:
+            raise ValueError("must be host:port (the first machine's address and a free port, e.g. 10.0.0.1:29400)")
+        return value
