@@ -81,13 +81,14 @@ from dividemix.files.layout import Paths
 from dividemix.method import codivide
 from dividemix.method.codivide import LossHistory, co_divide_one
 from dividemix.noise.inject import noisy_label_file
-from dividemix.training.checkpoint import load_checkpoint, nets_state, save_checkpoint
+from dividemix.training.checkpoint import load_checkpoint, nets_state
 from dividemix.training.dividemix_epoch import dividemix_epoch
 from dividemix.training.optim import make_optimizer
-from dividemix.training.rows import epoch_row, merge_rows
+from dividemix.training.resume import Resume
+from dividemix.training.rows import division_rows, epoch_row, merge_rows, mixture_rows
 from dividemix.training.streams import EpochStreams
-from dividemix.training.testing import Accuracies, ensemble_accuracy
-from dividemix.training.train import write_epoch
+from dividemix.training.testing import Accuracies, EpochTests, ensemble_accuracy
+from dividemix.training.train import commit_epoch
 from dividemix.training.warmup import run_warmup
 from dividemix.training.workspace import NETS, Workspace
 
@@ -183,11 +184,13 @@ class EpochResult:
 def write_epoch_outputs(ws: Workspace, paths: Paths, params: dict, epoch: int, divisions: dict,
                         rows: tuple[dict, dict], accs: Accuracies, labeled: dict[int, int],
                         nets: dict, optimizers: dict, histories: dict) -> None:
-    """What `run_train` writes after each epoch: the four Parquet files (its `write_epoch`) and the checkpoint."""
-    write_epoch(paths, epoch, ws.noisy_labels.cpu().numpy(), divisions, merge_rows(*rows),
-                epoch_row(epoch, "dividemix", accs, labeled), {"params": params})
+    """What `run_train` writes after each epoch (its `commit_epoch`): four Parquet files, the checkpoint."""
+    tables = {"divisions": division_rows(epoch, divisions, ws.noisy_labels.cpu().numpy()),
+              "mixtures": mixture_rows(epoch, divisions), "losses": merge_rows(*rows),
+              "epochs": epoch_row(epoch, "dividemix", EpochTests(accs), labeled)}
     history = {"history": {str(i): histories[i].state() for i in NETS}}
-    save_checkpoint(paths.train_checkpoint, nets_state({"params": params}, epoch, nets, optimizers, history))
+    state = nets_state({"params": params}, epoch, nets, optimizers, history)
+    commit_epoch(paths, Resume(paths.resume / "bench", {}), epoch, tables, state, {"params": params})
 
 
 def dividemix_epoch_timed(ws: Workspace, nets: dict, optimizers: dict, histories: dict, epoch: int,

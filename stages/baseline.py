@@ -20,4 +20,4 @@ def body(config, params, paths):
 
 
 if __name__ == "__main__":
-    run_stage("baseline", PARAMS, PATHS, body)
+    run_stage("baseline", PARAMS, PATHS, body, spreads=True)  # over distributed.* processes

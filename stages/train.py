@@ -33,4 +33,4 @@ def body(config, params, paths):
 
 
 if __name__ == "__main__":
-    run_stage("train", PARAMS, PATHS, body)
+    run_stage("train", PARAMS, PATHS, body, spreads=True)  # over distributed.* processes

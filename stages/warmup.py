@@ -21,4 +21,4 @@ def body(config, params, paths):
 
 
 if __name__ == "__main__":
-    run_stage("warmup", PARAMS, PATHS, body)
+    run_stage("warmup", PARAMS, PATHS, body, spreads=True)  # over distributed.* processes

@@ -166,7 +166,7 @@ def test_without_co_divide_each_network_trains_on_its_own_division(tiny_run, tmp
     shutil.copytree(tiny_run, root)
     (root / "checkpoints/train/last.pt").unlink()
     made, trained = {}, []
-    real_divide, real_epoch = train_loop.co_divide_one, train_loop.dividemix_epoch
+    real_divide, real_epoch = train_loop.divide_for, train_loop.dividemix_epoch
 
     def recording_divide(net, *args, **kwargs):
         division = real_divide(net, *args, **kwargs)
@@ -177,7 +177,7 @@ def test_without_co_divide_each_network_trains_on_its_own_division(tiny_run, tmp
         trained.append((id(net), made[id(division)]))
         return real_epoch(net, peer, optimizer, ws, division, epoch, net_id)
 
-    monkeypatch.setattr(train_loop, "co_divide_one", recording_divide)
+    monkeypatch.setattr(train_loop, "divide_for", recording_divide)
     monkeypatch.setattr(train_loop, "dividemix_epoch", recording_epoch)
     # (the default, each network on its peer's division, is test_codivide's wiring test)
     config = parse_config(tiny_params(**{"train.epochs": 3, "ablation.co_divide": False}))

@@ -177,7 +177,7 @@ def test_train_epoch_wiring_peer_of_net2_is_the_updated_net1(tiny_run, tmp_path,
     (root / "checkpoints/train/last.pt").unlink()  # start over from the warm-up checkpoint
 
     events: list[tuple] = []
-    real_divide, real_epoch = train_loop.co_divide_one, train_loop.dividemix_epoch
+    real_divide, real_epoch = train_loop.divide_for, train_loop.dividemix_epoch
 
     def recording_divide(net, *args, **kwargs):
         before = state_copy(net)
@@ -191,7 +191,7 @@ def test_train_epoch_wiring_peer_of_net2_is_the_updated_net1(tiny_run, tmp_path,
         events.append(("train", net_id, epoch, id(net), id(peer), division, net_before, peer_at_call, state_copy(net)))
         return rows
 
-    monkeypatch.setattr(train_loop, "co_divide_one", recording_divide)
+    monkeypatch.setattr(train_loop, "divide_for", recording_divide)
     monkeypatch.setattr(train_loop, "dividemix_epoch", recording_epoch)
 
     raw = tiny_params(**{"train.epochs": 3})  # TINY_PARAMS with one DivideMix epoch (epoch 2): enough, and fast

@@ -6,10 +6,8 @@ verified subset, and the paper's numbers beside the run's own in the report and 
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -140,17 +138,22 @@ def test_an_epoch_that_judges_every_sample_clean_trains_on_every_crop(crop):
 
 # ---------------------------------------------------------------------- the mixture's precision
 def test_the_division_is_fitted_on_fp32_losses_under_bf16_training(small_ws, monkeypatch):
-    seen = {}
-    real = train_loop.co_divide_one
+    import dividemix.training.workspace as workspace
+
+    seen = []
+    real = workspace.eval_logits
 
     def spy(*args, **kwargs):
-        seen["amp"] = kwargs["amp"]
+        seen.append(kwargs["amp"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_loop, "co_divide_one", spy)
+    monkeypatch.setattr(workspace, "eval_logits", spy)
     ws = dataclasses.replace(small_ws, config=parse_config(tiny_params(**{"train.amp": True})))
-    train_loop.divide_for(ws.new_net(1), ws, train_loop.LossHistory(1), 2, 1)
-    assert seen["amp"] is False
+    net = ws.new_net(1)
+    train_loop.divide_for(net, ws, train_loop.LossHistory(1), 2, 1)
+    assert seen == [False]  # the division's pass in fp32 ...
+    ws.logits(net, ws.test_images)
+    assert seen == [False, True]  # ... the others under the training's bf16
 
 
 # ------------------------------------------------------------------ division on a verified subset

@@ -12,10 +12,10 @@ import argparse
 import os
 import sys
 
-from dividemix_cli import audit, deps, flows, presets, sweep, table
+from dividemix_cli import audit, deps, flows, join, presets, sweep, table
 from dividemix_cli.errors import CliError
 
-GROUPS = (flows, sweep, table, audit, presets, deps)
+GROUPS = (flows, sweep, table, audit, presets, deps, join)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -72,6 +72,9 @@ def ensemble_predictions(
     if not checkpoint.exists():
         raise FileNotFoundError(f"{checkpoint}: no trained networks; run the train stage first")
     nested = nested_params(params, device=device)
+    # One process predicts, whatever the training was spread over (its recorded distributed.* keys
+    # lack the rendezvous, which no result depends on).
+    nested["distributed"] = {"processes_per_machine": 1, "machines": 1}
     dataset = nested.get("data", {}).get("dataset")
     if dataset in ("folder", "clothing1m", "webvision"):
         # The networks read the prepared store only; a stored data set's source keys (not recorded
@@ -83,7 +86,7 @@ def ensemble_predictions(
     config = parse_config(nested, source="the run's recorded parameters")
     ws = Workspace.load(config, prepared, noisy or root / layout.NOISY_LABELS)
     state = load_checkpoint(checkpoint, ws.device)
-    rows = None if index is None else torch.as_tensor(np.array(index, dtype=np.int64), device=ws.device)  # a copy: writable
+    rows = None if index is None else torch.as_tensor(np.array(index, dtype=np.int64))  # host rows (a copy: writable)
     logits = []
     for net_id in NETS:
         net = ws.new_net(net_id)

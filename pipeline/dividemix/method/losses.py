@@ -47,10 +47,13 @@ class StepLosses:
     loss: torch.Tensor
 
     @staticmethod
-    def to_host(steps: list["StepLosses"]) -> dict[str, list[float]]:
-        """An epoch's steps gathered to the host at once (its only sync): a list per term."""
+    def to_host(steps: list["StepLosses"], reduce=None) -> dict[str, list[float]]:
+        """An epoch's steps gathered to the host at once (its only sync): a list per term.
+        `reduce` maps the (steps, 4) tensor first (the mean over processes)."""
         names = ("loss_x", "loss_u", "penalty", "loss")
         if not steps:
             return {name: [] for name in names}
-        values = torch.stack([torch.stack([getattr(s, name) for name in names]) for s in steps]).cpu().T.tolist()
-        return dict(zip(names, values))
+        values = torch.stack([torch.stack([getattr(s, name) for name in names]) for s in steps])
+        if reduce is not None:
+            values = reduce(values)
+        return dict(zip(names, values.cpu().T.tolist()))

@@ -171,6 +171,10 @@ def train_step(
     """
     peer.eval()  # the peer only guesses: its BatchNorm statistics must not move
     amp, T = options.amp, options.T
+    # Under data parallel `net` is the DDP wrapper: the no-grad guessing passes go through the
+    # module inside (no collective: they never wait for the other processes), the one pass with
+    # gradients through the wrapper, whose backward averages the gradients over the processes.
+    guesser = getattr(net, "module", net)
     b = batch.x1.shape[0]
     y_onehot = F.one_hot(batch.y, options.num_classes).float()
     w = batch.w.view(-1, 1).float()
@@ -179,9 +183,9 @@ def train_step(
     # Co-guessing before co-refinement, as the official code: `net` is in train mode during both,
     # so the order of its passes (u1, u2, then x1, x2) decides its BatchNorm running statistics.
     if has_unlabeled:
-        targets_u = co_guess(net, peer if options.co_guessing else None, batch.u1, batch.u2, T, amp=amp)
+        targets_u = co_guess(guesser, peer if options.co_guessing else None, batch.u1, batch.u2, T, amp=amp)
     if options.label_refinement:
-        targets_x = co_refine(net, batch.x1, batch.x2, y_onehot, w, T, amp=amp)
+        targets_x = co_refine(guesser, batch.x1, batch.x2, y_onehot, w, T, amp=amp)
     else:
         targets_x = y_onehot
     if has_unlabeled:

@@ -24,11 +24,18 @@ def check_machine(config: Config) -> None:
 
         if not torch.cuda.is_available():
             raise ConfigError("train.device: 'cuda' but no CUDA device is available here; allowed here: auto, cpu")
+        processes = config.distributed.processes_per_machine
+        if processes > torch.cuda.device_count():
+            raise ConfigError(f"distributed.processes_per_machine: {processes} processes on the GPU, but this machine "
+                              f"has {torch.cuda.device_count()} CUDA device(s); allowed here: 1..{torch.cuda.device_count()}")
     named = {"model.pretrained": config.model.pretrained, "noise.file": config.noise.file}
     data = config.data
-    named |= {f"data.{key}": getattr(data, key) for key in ("train_list", "val_list", "test_list", "truth_list")}
+    named |= {f"data.{key}": getattr(data, key) for key in
+              ("train_list", "val_list", "test_list", "test2_list", "truth_list")}
     for key, value in named.items():
         if value is not None and not Path(value).is_file():
             raise ConfigError(f"{key}: {value}: file not found")
-    if data.root is not None and not Path(data.root).is_dir():
-        raise ConfigError(f"data.root: {data.root}: not a folder")
+    for key in ("root", "imagenet_val"):
+        value = getattr(data, key)
+        if value is not None and not Path(value).is_dir():
+            raise ConfigError(f"data.{key}: {value}: not a folder")

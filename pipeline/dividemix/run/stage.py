@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from dividemix.cluster import launch
 from dividemix.config import Config, ConfigError, load_config, select
 from dividemix.files.layout import Paths
 from dividemix.run.progress import interrupted_line
@@ -80,11 +81,15 @@ def run_stage(
     paths: Sequence[str],
     body: Callable[[Config, dict[str, Any], Paths], Any],
     argv: Sequence[str] | None = None,
+    *,
+    spreads: bool = False,
 ) -> None:
     """Parse `--params` and one `--FIELD PATH` per entry of `paths`, load the config, run `body`.
 
     `body(config, params, paths)` gets the whole validated config, the values of the stage's own
-    keys `params` (recorded in its outputs) and a `Paths` with the given fields set.
+    keys `params` (recorded in its outputs) and a `Paths` with the given fields set. A stage that
+    `spreads` (the training stages) runs, when distributed.* asks for several processes, as the
+    elastic agent of this machine (`cluster.launch`): the same script in each worker process.
     """
     install_signal_handlers()
     parser = argparse.ArgumentParser(prog=f"stages/{name}.py", description=f"DVC stage '{name}'")
@@ -94,12 +99,41 @@ def run_stage(
     try:
         args = parser.parse_args(argv)
         config = load_config(args.params)
-        body(config, select(config, params), Paths(**{field: getattr(args, field) for field in paths}))
+        stage_paths = Paths(**{field: getattr(args, field) for field in paths})
+        if spreads and launch.needs_launch(config.distributed):
+            sys.exit(_as_agent(name, config, stage_paths, list(sys.argv[1:] if argv is None else argv)))
+        try:
+            body(config, select(config, params), stage_paths)
+        finally:
+            launch.leave_group()  # a worker's process group, closed however the body ended
     except (ConfigError, OSError, ValueError, RuntimeError) as exc:
-        print(f"error: {name}: {exc}", file=sys.stderr)
+        if launch.in_worker():  # the agent says it, once, for every process (`cluster.launch`)
+            launch.record(" ".join(str(exc).split()))
+        else:
+            print(f"error: {name}: {exc}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     except (Interrupted, KeyboardInterrupt) as exc:
         _ignore_further_signals()  # (a Ctrl-C's KeyboardInterrupt did not pass through _interrupt)
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-        print(f"{name}: {interrupted_line(name)}", file=sys.stderr, flush=True)
+        if not launch.in_worker():
+            print(f"{name}: {interrupted_line(name)}", file=sys.stderr, flush=True)
         sys.exit(128 + signum)
+
+
+def _as_agent(name: str, config: Config, paths: Paths, argv: list[str]) -> int:
+    """This machine's elastic agent for the stage: its workers run the same script; one line and
+    the exit status say how they ended (the root cause's rank and epoch)."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    kept = None if paths.resume is None else paths.resume / name  # (the training stages keep their progress)
+    try:
+        ending = launch.launch(config.distributed, name, [sys.argv[0], *argv], writer=True)
+    except SignalException as exc:  # the agent forwarded it to the workers, which stopped
+        finished = launch.last_finished_epoch(kept)
+        where = f"after epoch {finished}" if finished is not None else f"{name} at epoch 0"
+        print(f"{name}: interrupted; `dvc repro` resumes {where}", file=sys.stderr, flush=True)
+        return 128 + int(exc.sigval)
+    if ending is None:
+        return 0
+    print(launch.ending_line(name, ending, launch.last_finished_epoch(kept)), file=sys.stderr, flush=True)
+    return 1 if ending.signal_name else EXIT_BAD_INPUT

@@ -28,31 +28,37 @@ def run_baseline(config: Config, paths: Paths, params: dict[str, Any], *, live: 
     `live` gets each epoch's test accuracy and learning rate (DVCLive).
     """
     ws = Workspace.load(config, paths.prepared, paths.noisy)
-    train = config.train
+    train, cluster = config.train, ws.cluster
     net = ws.new_net(1)
     optimizer = make_optimizer(net, train)
     inputs = data_inputs(paths, config.model.pretrained)
     resume = Resume(paths.resume / "baseline", fingerprint(params, inputs, __name__))
-    start = restore_nets(resume.load(ws.device), {0: net}, {0: optimizer})
+    start = restore_nets(cluster.object_from_writer(resume.load(ws.state_device) if cluster.is_writer else None),
+                         {0: net}, {0: optimizer})
+    trainer = cluster.data_parallel(net)
     meta = {"params": params}
-    if live is not None:
+    if live is not None and cluster.is_writer:
         live.start((r["epoch"], {"test_acc": r["test_acc"], "lr": learning_rate(train, r["epoch"])})
                    for r in resume.kept_records("epochs", start - 1))
-    progress = Progress("baseline", train.epochs, initial=start, first_epoch=start, resumed=start > 0, stream=stream)
+    progress = Progress("baseline", train.epochs, initial=start, first_epoch=start, resumed=start > 0,
+                        stream=ws.writer_stream(stream))
     for epoch in range(start, train.epochs):
-        losses = warmup_epoch(net, optimizer, ws, epoch, 1, conf_penalty=False)
+        losses = warmup_epoch(trainer, optimizer, ws, epoch, 1, conf_penalty=False)
         losses["net"] = [0] * len(losses["net"])  # net 0: the baseline
+        cluster.sync_buffers(net)
         acc = float((ws.logits(net, ws.test_images).argmax(1) == ws.test_labels).float().mean())
-        resume.keep_rows("losses", epoch, "losses", losses, meta)
-        resume.keep_rows("epochs", epoch, "baseline_epochs", {"epoch": [epoch], "test_acc": [acc]}, meta)
-        resume.save_state(nets_state(resume.fingerprint, epoch, {0: net}, {0: optimizer}))
-        if live is not None:  # after the checkpoint: a logged epoch is a committed one
-            live.epoch(epoch, {"test_acc": acc, "lr": learning_rate(train, epoch)})
+        if cluster.is_writer:  # the one process that writes
+            resume.keep_rows("losses", epoch, "losses", losses, meta)
+            resume.keep_rows("epochs", epoch, "baseline_epochs", {"epoch": [epoch], "test_acc": [acc]}, meta)
+            resume.save_state(nets_state(resume.fingerprint, epoch, {0: net}, {0: optimizer}))
+            if live is not None:  # after the checkpoint: a logged epoch is a committed one
+                live.epoch(epoch, {"test_acc": acc, "lr": learning_rate(train, epoch)})
         progress.update(epoch, test_acc=acc)
     progress.close()
-    last = train.epochs - 1
-    with atomic_dir(paths.baseline) as folder:  # whole or not at all, no stale file
-        artifacts.write_table(folder / "losses.parquet", "losses", resume.kept_rows("losses", last), meta)
-        artifacts.write_table(folder / "epochs.parquet", "baseline_epochs", resume.kept_rows("epochs", last), meta)
-    resume.clear()
+    if cluster.is_writer:
+        last = train.epochs - 1
+        with atomic_dir(paths.baseline) as folder:  # whole or not at all, no stale file
+            artifacts.write_table(folder / "losses.parquet", "losses", resume.kept_rows("losses", last), meta)
+            artifacts.write_table(folder / "epochs.parquet", "baseline_epochs", resume.kept_rows("epochs", last), meta)
+        resume.clear()
     return {"epochs": train.epochs}

@@ -37,6 +37,10 @@ def dividemix_epoch(
     as in the reference. An empty labeled set skips the epoch for this network (the official code
     crashes); an empty unlabeled set trains on the labeled samples alone (Lu = 0). A division of
     a subset (Clothing1M protocol) trains on that subset's labeled and unlabeled samples.
+
+    Under several processes (`ws.cluster`) every process draws the same batches of B and trains
+    on its share of each (`net` is then the DDP wrapper, which averages the gradients): the
+    global batch stays B. The step's losses are the mean over the processes.
     """
     train = ws.config.train
     lr = learning_rate(train, epoch)
@@ -48,7 +52,8 @@ def dividemix_epoch(
                               n_unlabeled=n_unlabeled)
 
     net.train()  # the peer is put in eval mode by each train_step
-    streams = EpochStreams(train.seed, epoch, net_id)
+    cluster = ws.cluster
+    streams = EpochStreams(train.seed, epoch, net_id, rank=cluster.rank)
     augment = streams.augment()
     draws = MixDraws(beta=streams.mix_beta(), permutation=streams.mix_permutation())
     options = step_options(ws)
@@ -59,6 +64,7 @@ def dividemix_epoch(
     steps, lambdas = [], []
     for step, x_index in enumerate(batches(labeled, train.batch_size, streams.order())):
         u_index = next(unlabeled_batches) if unlabeled_batches is not None else empty
+        x_index, u_index = cluster.split(x_index), cluster.split(u_index)  # this process's share
         x1, x2 = ws.train_pair(x_index, augment)  # the rows read once, augmented twice
         u1, u2 = ws.train_pair(u_index, augment)
         on_device = host_to_device(x_index, ws.device)
@@ -66,7 +72,7 @@ def dividemix_epoch(
         lam = step_lambda_u(train, epoch + step / num_iter)
         steps.append(train_step(net, peer, optimizer, batch, lambda_u=lam, options=options, draws=draws))
         lambdas.append(lam)
-    return rows.loss_rows(epoch, net_id, lr, lambda_u=lambdas, losses=StepLosses.to_host(steps),
+    return rows.loss_rows(epoch, net_id, lr, lambda_u=lambdas, losses=StepLosses.to_host(steps, cluster.mean),
                           n_labeled=n_labeled, n_unlabeled=n_unlabeled)
 
 

@@ -39,14 +39,26 @@ class EpochStreams:
     unlabeled iterator; `augment`: crops and flips; `mix_permutation` and `mix_beta`: MixMatch's
     partners and its Beta(alpha, alpha) draw; `subset`: the Clothing1M protocol's class-balanced
     sample; `mixture_seed`: the Gaussian mixture's random_state.
+
+    Under several processes (`rank`), the draws that must agree everywhere (the batches, the
+    sample, lambda, the mixture) are the same in every process; the ones of a process's own share
+    (its crops and flips, its mixing partners) come from its own streams. Rank 0's are the
+    single process's: one process draws exactly what it always drew.
     """
 
     seed: int
     epoch: int
     net: int
+    rank: int = 0
 
     def _seed(self, purpose: int) -> int:
         return derived_seed(self.seed, self.epoch, self.net, purpose)
+
+    def _own(self, purpose: int) -> int:
+        """A stream of this process's own share (rank 0: the shared one, as a single process)."""
+        if self.rank == 0:
+            return self._seed(purpose)
+        return derived_seed(self.seed, self.epoch, self.net, purpose, self.rank)
 
     def order(self) -> torch.Generator:
         return _torch(self._seed(ORDER))
@@ -55,10 +67,10 @@ class EpochStreams:
         return _torch(self._seed(UNLABELED))
 
     def augment(self) -> torch.Generator:
-        return _torch(self._seed(AUGMENT))
+        return _torch(self._own(AUGMENT))
 
     def mix_permutation(self) -> torch.Generator:
-        return _torch(self._seed(MIX))
+        return _torch(self._own(MIX))
 
     def mix_beta(self) -> np.random.Generator:
         # the same seed as mix_permutation, but a numpy stream: the two never share draws

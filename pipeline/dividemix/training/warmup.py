@@ -67,7 +67,7 @@ def warmup_epoch(
     lr = learning_rate(train, epoch)
     set_lr(optimizer, lr)
     net.train()
-    streams = EpochStreams(train.seed, epoch, net_id)
+    streams = EpochStreams(train.seed, epoch, net_id, rank=ws.cluster.rank)
     augment = streams.augment()
     subset = epoch_subset(ws, epoch, net_id, 2 * train.num_batches * train.batch_size)
     if subset is None:
@@ -76,10 +76,11 @@ def warmup_epoch(
         everything = torch.as_tensor(subset)
     steps = []
     for index in batches(everything, 2 * train.batch_size, streams.order()):
+        index = ws.cluster.split(index)  # this process's share of the batch (all of it alone)
         x = ws.train_batch(index, augment)
         labels = ws.noisy_labels[host_to_device(index, ws.device)]
         steps.append(warmup_step(net, optimizer, x, labels, conf_penalty=conf_penalty, amp=train.amp))
-    return rows.loss_rows(epoch, net_id, lr, lambda_u=[0.0] * len(steps), losses=StepLosses.to_host(steps),
+    return rows.loss_rows(epoch, net_id, lr, lambda_u=[0.0] * len(steps), losses=StepLosses.to_host(steps, ws.cluster.mean),
                           n_labeled=len(everything), n_unlabeled=0)
 
 
@@ -93,39 +94,49 @@ def run_warmup(
     values) is recorded in every output it writes; `live` gets each epoch's figures (DVCLive).
     """
     ws = Workspace.load(config, paths.prepared, paths.noisy)
-    train = config.train
+    train, cluster = config.train, ws.cluster
     nets = {i: ws.new_net(i) for i in NETS}
     optimizers = {i: make_optimizer(nets[i], train) for i in NETS}
     inputs = data_inputs(paths, config.model.pretrained)
     resume = Resume(paths.resume / "warmup", fingerprint(params, inputs, __name__))
-    kept = resume.load(ws.device)
+    kept = cluster.object_from_writer(resume.load(ws.state_device) if cluster.is_writer else None)
     start = restore_nets(kept, nets, optimizers)
+    trainers = {i: cluster.data_parallel(nets[i]) for i in NETS}  # (the networks themselves, alone)
     best = BestValidation(ws, kept.get("best_val") if kept else None) if ws.has_val else None
     meta = {"params": params}
-    if live is not None:
+    if live is not None and cluster.is_writer:
         live.start((r["epoch"], rows.epoch_figures(r, learning_rate(train, r["epoch"])))
                    for r in resume.kept_records("epochs", start - 1))
-    progress = Progress("warmup", train.warmup_epochs, initial=start, first_epoch=start, resumed=start > 0, stream=stream)
+    progress = Progress("warmup", train.warmup_epochs, initial=start, first_epoch=start, resumed=start > 0,
+                        stream=ws.writer_stream(stream))
     for epoch in range(start, train.warmup_epochs):
         # net1 one full pass, then net2 one full pass
-        losses = rows.merge_rows(*(warmup_epoch(nets[i], optimizers[i], ws, epoch, i, conf_penalty=train.conf_penalty)
+        losses = rows.merge_rows(*(warmup_epoch(trainers[i], optimizers[i], ws, epoch, i, conf_penalty=train.conf_penalty)
                                    for i in NETS))
+        for net in nets.values():
+            cluster.sync_buffers(net)
         tests = epoch_tests([nets[1], nets[2]], ws)
         val = best.update(nets) if best is not None else None
-        resume.keep_rows("losses", epoch, "losses", losses, meta)
         record = rows.epoch_row(epoch, "warmup", tests, None, val)
-        resume.keep_rows("epochs", epoch, "epochs", record, meta)
-        resume.save_state(nets_state(resume.fingerprint, epoch, nets, optimizers, best_val(best)))
-        if live is not None:  # after the checkpoint: a logged epoch is a committed one
-            live.epoch(epoch, rows.epoch_figures(rows.single(record), learning_rate(train, epoch)))
+        if cluster.is_writer:  # the one process that writes
+            resume.keep_rows("losses", epoch, "losses", losses, meta)
+            resume.keep_rows("epochs", epoch, "epochs", record, meta)
+            resume.save_state(nets_state(resume.fingerprint, epoch, nets, optimizers, best_val(best)))
+            if live is not None:  # after the checkpoint: a logged epoch is a committed one
+                live.epoch(epoch, rows.epoch_figures(rows.single(record), learning_rate(train, epoch)))
         progress.update(epoch, **progress_figures(tests))
     progress.close()
+    if cluster.is_writer:
+        write_warmup(paths, resume, nets_state(resume.fingerprint, train.warmup_epochs - 1, nets, optimizers,
+                                               best_val(best)), params)
+    return {"epochs": train.warmup_epochs}
 
-    last = train.warmup_epochs - 1
+
+def write_warmup(paths: Paths, resume: Resume, state: dict, params: dict[str, Any]) -> None:
+    """The stage's outputs, whole: its epochs' rows, the checkpoint; then its kept progress goes."""
+    last, meta = state["epoch"], {"params": params}
     with atomic_dir(paths.warmup_artifacts) as folder:  # whole or not at all, no stale file
         for name in ("losses", "epochs"):
             artifacts.write_table(folder / f"{name}.parquet", name, resume.kept_rows(name, last), meta)
-    state = nets_state(resume.fingerprint, last, nets, optimizers, best_val(best))
     save_checkpoint(paths.warmup_checkpoint, {**state, "params": params})
     resume.clear()
-    return {"epochs": train.warmup_epochs}

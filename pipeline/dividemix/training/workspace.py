@@ -9,13 +9,18 @@ picks each network's best weights.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from dividemix.cluster.group import Cluster, join, plain
+from dividemix.cluster.launch import world_size
 from dividemix.config import Config
 from dividemix.datasets.prepared import eval_crop_corners, images_path, read_meta, spec_from_meta, split_labels
 from dividemix.datasets.spec import DatasetSpec
@@ -77,12 +82,16 @@ class Workspace:
     # A second test set (WebVision's ImageNet val), evaluated every epoch like the first.
     test2_images: ImageBatches | None = None
     test2_labels: torch.Tensor | None = None
+    # The processes sharing the run (distributed.*); one process: every share is the whole.
+    cluster: Cluster = field(default_factory=Cluster)
 
     @classmethod
     def load(cls, config: Config, prepared: Path, noisy_labels_path: Path) -> "Workspace":
         meta = read_meta(prepared, dataset=config.data.dataset)
         spec = spec_from_meta(meta)
-        device = resolve_device(config.train.device)
+        spread = config.distributed
+        cluster = join(resolve_device(config.train.device), expected=world_size(spread), timeout_s=spread.timeout_s)
+        device = cluster.device
         noisy = artifacts.read_table(noisy_labels_path, "noisy_labels")
         if len(noisy) != meta["n_train"] or not np.array_equal(noisy["sample_index"].to_numpy(), np.arange(meta["n_train"])):
             raise ValueError(f"{noisy_labels_path}: noisy labels do not cover the {meta['n_train']} training samples")
@@ -101,6 +110,7 @@ class Workspace:
             test_labels=labels["test"],
             **{f"{split}_{kind}": (images[split] if kind == "images" else labels[split]) if present[split] else None
                for split in ("val", "test2") for kind in ("images", "labels")},
+            cluster=same_data(cluster, meta, noisy["noisy_label"].to_numpy()),
         )
 
     @property
@@ -114,6 +124,15 @@ class Workspace:
     @property
     def has_test2(self) -> bool:
         return self.test2_images is not None
+
+    @property
+    def state_device(self) -> torch.device:
+        """Where a kept checkpoint is loaded: the device, or the host when it is sent to the others."""
+        return torch.device("cpu") if self.cluster.spread else self.device
+
+    def writer_stream(self, stream):
+        """The progress lines' stream: the writer's; the other processes say nothing."""
+        return stream if self.cluster.is_writer else io.StringIO()
 
     def new_net(self, net_id: int, *, pretrained: bool = True, compile: bool | None = None) -> nn.Module:
         in_channels = self.train_images.channels
@@ -136,10 +155,32 @@ class Workspace:
         rows = self.train_images.rows(index)
         return self.train_images.augment(rows, generator), self.train_images.augment(rows, generator)
 
-    def logits(self, net: nn.Module, images: ImageBatches) -> torch.Tensor:
-        """An eval pass over `images` at train.eval_batch_size (bf16 under train.amp)."""
+    def logits(self, net: nn.Module, images: ImageBatches, index: torch.Tensor | None = None, *,
+               amp: bool | None = None) -> torch.Tensor:
+        """An eval pass over `images` (or `index` of them) at train.eval_batch_size, bf16 under
+        train.amp (or `amp`). Under several processes each evaluates its share and every one gets
+        all the logits, in order (each stored row is read by one process)."""
         train = self.config.train
-        return eval_logits(net, images, batch_size=train.eval_batch_size, amp=train.amp)
+        options = {"batch_size": train.eval_batch_size, "amp": train.amp if amp is None else amp}
+        if not self.cluster.spread:
+            return eval_logits(plain(net), images, index=index, **options)
+        n = len(images) if index is None else len(index)
+        mine = self.cluster.shard(n)
+        local = eval_logits(plain(net), images, index=mine if index is None else index[mine], **options)
+        return self.cluster.gather(local, n)
+
+
+def same_data(cluster: Cluster, meta: dict, noisy: np.ndarray) -> Cluster:
+    """`cluster`, once every process has checked it reads the writer's data: the prepared images'
+    digests (meta.json) and the noisy labels. A machine with another copy is refused in one line."""
+    if not cluster.spread:
+        return cluster
+    digest = hashlib.sha256(json.dumps(meta["images_sha256"], sort_keys=True).encode() + noisy.tobytes()).digest()
+    mine = torch.tensor(list(digest), dtype=torch.int64, device=cluster.device)
+    if not torch.equal(cluster.from_writer(mine.clone()), mine):
+        raise RuntimeError(f"distributed: this machine's data/prepared or noisy labels differ from the writer's (rank "
+                           f"{cluster.writer}); every machine needs the same data (`dvc repro noise` there)")
+    return cluster
 
 
 def open_images(config: Config, prepared: Path, split: str, spec: DatasetSpec, device: torch.device) -> ImageBatches:

@@ -1,0 +1,211 @@
+"""One run over several processes, for real: gloo processes on this CPU launched by torchrun's
+elastic agent (the training stages' own path, `cluster.launch`), and "machines" joined over
+127.0.0.1. What a user relies on: the division is the one a single process makes, the outputs
+are one set of files of the single-process schemas, a killed rank ends the run in one line and
+`dvc repro` resumes it, a second machine joins with one command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import REPO, digits_run, dvc, dvc_stage_args, make_repo, stages_run, tiny_params, write_params
+from dividemix.config import parse_config
+from dividemix.files import artifacts
+
+pytestmark = pytest.mark.stage  # gloo processes and DVC: not in the fast tier
+
+TWO = {"distributed.processes_per_machine": 2, "distributed.timeout_s": 120}
+
+# A stage-like script: the stage path (run_stage, spreads=True) around a probe of the division.
+PROBE = '''
+import numpy as np, torch
+from dividemix.method.codivide import LossHistory, losses_of
+from dividemix.run.stage import run_stage
+from dividemix.training.train import divide_for
+from dividemix.training.workspace import Workspace
+
+def body(config, params, paths):
+    ws = Workspace.load(config, paths.prepared, paths.noisy)
+    net = ws.new_net(1)  # the same initial weights in every process (its own seed)
+    losses = losses_of(ws.logits(net, ws.train_images, amp=False), ws.noisy_labels)
+    division = divide_for(net, ws, LossHistory(1), 2, 1)
+    test = ws.logits(net, ws.test_images)
+    if ws.cluster.is_writer:
+        np.savez(paths.prepared.parent / "probe.npz", losses=losses.numpy(), clean_prob=division.clean_prob,
+                 labeled=division.labeled, test=test.numpy(), world=ws.cluster.world, rank=ws.cluster.rank)
+
+run_stage("probe", [], ["prepared", "noisy"], body, spreads=True)
+'''
+
+
+def test_two_processes_gather_the_losses_and_divide_as_one_process(digits_data, tmp_path):
+    """Each process evaluates its share (every other sample); the gathered per-sample losses are a
+    single process's, in sample order, and so are the division and the test logits."""
+    root = digits_run(digits_data, tmp_path / "run")
+    write_params(root / "params.yaml", tiny_params(**TWO))
+    (root / "probe.py").write_text(PROBE)
+    result = subprocess.run([sys.executable, "probe.py", "--prepared", "data/prepared", "--noisy",
+                             "data/noisy/labels.parquet"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    spread = np.load(root / "data/probe.npz")
+    assert int(spread["world"]) == 2
+
+    from dividemix.method.codivide import LossHistory, losses_of
+    from dividemix.training.train import divide_for
+    from dividemix.training.workspace import Workspace
+
+    ws = Workspace.load(parse_config(tiny_params()), root / "data/prepared", root / "data/noisy/labels.parquet")
+    net = ws.new_net(1)
+    alone = losses_of(ws.logits(net, ws.train_images, amp=False), ws.noisy_labels).numpy()
+    assert spread["losses"].shape == alone.shape == (1437,)
+    np.testing.assert_allclose(spread["losses"], alone, rtol=1e-5, atol=1e-6)  # sample order: position by position
+    division = divide_for(net, ws, LossHistory(1), 2, 1)
+    np.testing.assert_allclose(spread["clean_prob"], division.clean_prob, rtol=1e-4, atol=1e-5)
+    assert (spread["labeled"] != division.labeled).sum() <= 2  # (a probability within rounding of 0.5)
+    np.testing.assert_allclose(spread["test"], ws.logits(net, ws.test_images).numpy(), rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------------- a run, a killed rank
+def worker_pids(root: Path, stage: str) -> dict[int, int]:
+    """The elastic workers of `stage` running in `root`: {global rank: pid}."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or Path(os.readlink(proc / "cwd")) != root:
+                continue
+            environ = dict(item.split("=", 1) for item in (proc / "environ").read_text().split("\0") if "=" in item)
+            if "TORCHELASTIC_RUN_ID" in environ and f"stages/{stage}.py" in (proc / "cmdline").read_text():
+                found[int(environ["RANK"])] = int(proc.name)
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def kept_epoch(root: Path, stage: str) -> int:
+    try:
+        return int(torch.load(root / f".dividemix/resume/{stage}/state.pt", weights_only=True)["epoch"])
+    except (FileNotFoundError, RuntimeError, EOFError, KeyError):
+        return -1
+
+
+def test_a_two_process_train_killed_in_one_rank_resumes_to_one_set_of_outputs(tiny_run, tmp_path):
+    """The train stage as DVC runs it, two processes: rank 1 killed (SIGKILL) after the first
+    epoch; one line names the rank and the epoch; run again, it resumes and finishes, and the run
+    has the single-process run's files and schemas (from the tiny run's data and warm-up)."""
+    root = tmp_path / "run"
+    for folder in ("data", "checkpoints/warmup"):
+        shutil.copytree(tiny_run / folder, root / folder)
+    write_params(root / "params.yaml", tiny_params(**TWO | {"train.epochs": 5}))
+    command = [sys.executable, str(REPO / "stages/train.py"), *dvc_stage_args("train")]
+    process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    deadline = time.monotonic() + 600
+    while kept_epoch(root, "train") < 2 or len(worker_pids(root, "train")) < 2:
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read() if process.poll() else ""
+        time.sleep(0.05)
+    os.kill(worker_pids(root, "train")[1], signal.SIGKILL)
+    output, _ = process.communicate(timeout=300)
+    finished = kept_epoch(root, "train")
+    assert process.returncode == 1 and output.splitlines()[-1] == (
+        f"train: rank 1 died (SIGKILL) during epoch {finished + 1}; the other processes were stopped; "
+        f"`dvc repro` resumes after epoch {finished}"), output
+    assert "Traceback" not in output and "ChildFailedError" not in output, output
+    again = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and f"resuming after epoch {finished}" in again.stderr, again.stderr
+    for folder in ("divisions", "mixtures", "losses", "epochs"):  # the single-process run's files and schemas
+        files = sorted(p.name for p in (root / "artifacts" / folder).iterdir())
+        assert files == [f"epoch_{e:03d}.parquet" for e in range(2, 5)], (folder, files)
+        table = artifacts.read_table(root / "artifacts" / folder, folder)
+        assert list(table.columns) == list(artifacts.read_table(tiny_run / "artifacts" / folder, folder).columns)
+    divisions = artifacts.read_table(root / "artifacts/divisions", "divisions")
+    assert len(divisions) == 3 * 2 * 1437  # every epoch, both networks, every sample: one division
+    losses = artifacts.read_table(root / "artifacts/losses", "losses")  # every step once: the mean over processes
+    assert (losses.groupby(["epoch", "net"])["step"].apply(list) == losses.groupby(["epoch", "net"])["step"].apply(
+        lambda s: list(range(len(s))))).all()
+    epochs = artifacts.read_table(root / "artifacts/epochs", "epochs")
+    assert (epochs["test_acc_ensemble"] > 0.8).all()  # (it learns; the accuracy test is the slow one below)
+    live = pd.read_csv(root / "live/train/plots/metrics/test_acc/ensemble.tsv", sep="\t")
+    assert list(live["step"]) == [2, 3, 4]  # one writer: each epoch logged once, by one process
+    assert not (root / ".dividemix/resume/train").exists()
+
+
+# ------------------------------------------------------------------------ machines over loopback
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow  # ~45 s: the launch path it adds is `dividemix join` (unit-checked below)
+def test_two_machines_over_loopback_finish_one_run(tmp_path):
+    """Two one-process "machines" on 127.0.0.1: `dvc repro` on the first, `dividemix join` on the
+    second (the same code, params and data); one set of outputs, written by the first."""
+    params = tiny_params(**{"distributed.machines": 2, "distributed.rendezvous": f"127.0.0.1:{free_port()}",
+                            "distributed.timeout_s": 120, "train.epochs": 3})
+    root = make_repo(tmp_path / "first", params)
+    dvc(root, "repro", "noise")
+    second = tmp_path / "second"  # the other machine: the same code, params and prepared data
+    second.mkdir()
+    for folder in ("stages", "pipeline", "data"):
+        os.symlink(root / folder, second / folder, target_is_directory=True)
+    for name in ("dvc.yaml", "params.yaml"):
+        (second / name).write_text((root / name).read_text())
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    joiner = subprocess.Popen([sys.executable, "-m", "dividemix_cli", "join"], cwd=second, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    result = dvc(root, "repro")
+    joined, _ = joiner.communicate(timeout=300)
+    assert joiner.returncode == 0, joined
+    assert {"warmup", "baseline", "train", "evaluate", "report"} <= stages_run(result.stdout)
+    assert [line for line in joined.splitlines() if line.startswith("[join]")] == [
+        f"[join] {stage}: joining {params['distributed']['rendezvous']}" for stage in ("warmup", "baseline", "train")]
+    assert not (second / "artifacts").exists() and not (second / "live").exists()  # the first machine writes
+    divisions = artifacts.read_table(root / "artifacts/divisions", "divisions")
+    assert sorted(set(divisions["epoch"])) == [2] and len(divisions) == 2 * 1437
+    assert json.loads((root / "metrics/eval.json").read_text())["test_acc_last"] > 0.5
+
+
+@pytest.mark.slow
+def test_two_processes_learn_as_well_as_one(tmp_path):
+    """The digits default (30 epochs): the mean test accuracy of the last 10 epochs of a two-process
+    run lies within the spread of three single-process seeds (their range, widened by one test
+    image either side: 1/360)."""
+    from conftest import TINY_PARAMS, run_stages_in_process
+
+    default = {section: dict(values) for section, values in TINY_PARAMS.items()}
+    default["train"] |= {"epochs": 30, "warmup_epochs": 10, "lr_drop_epoch": 15, "rampup_epochs": 5}
+
+    def last10(root: Path) -> float:
+        epochs = artifacts.read_table(root / "artifacts/epochs", "epochs")
+        return float(epochs["test_acc_ensemble"].iloc[-10:].mean())
+
+    singles = []
+    for seed in (123, 124, 125):
+        root = tmp_path / f"single-{seed}"
+        root.mkdir()
+        params = {s: dict(v) for s, v in default.items()}
+        params["train"]["seed"] = seed
+        run_stages_in_process(root, params, ["check", "download", "noise", "warmup", "train"])
+        singles.append(last10(root))
+    params = {s: dict(v) for s, v in default.items()}
+    params["distributed"] |= {"processes_per_machine": 2, "timeout_s": 300}
+    root = make_repo(tmp_path / "spread", params)
+    dvc(root, "repro", "train", timeout=1800)
+    spread = last10(root)
+    print(f"last-10 test accuracy: two processes {spread:.4f}; one process, seeds 123-125: "
+          + ", ".join(f"{s:.4f}" for s in singles))
+    assert min(singles) - 1 / 360 <= spread <= max(singles) + 1 / 360, (spread, singles)
