@@ -55,6 +55,9 @@ def test_an_ending_is_one_line_naming_rank_epoch_and_resume():
                                                        "processes were stopped; `dvc repro` resumes after epoch 12")
     assert launch.ending_line("warmup", killed, None).endswith("`dvc repro` starts warmup at epoch 0")
     assert launch.ending_line("train", launch.Ending(0, 2, "bad file"), 3) == "error: train: rank 0: bad file"
+    # the workers stopped by a forwarded Ctrl-C / SIGTERM (exit 130 / 143): an interrupt, not an error
+    assert launch.ending_line("train", launch.Ending(0, 130, ""), 5) == (
+        "train: interrupted during epoch 6; `dvc repro` resumes after epoch 5")
 
 
 def test_distributed_keys_are_refused_in_one_line():

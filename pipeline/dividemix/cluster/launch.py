@@ -81,13 +81,13 @@ def launch(spread: "DistributedConfig", stage: str, command: list[str], *, write
     Returns None when every worker finished, else the root cause (`Ending`). `writer`: this is the
     machine DVC runs the stage on (its local rank 0 writes the outputs).
     """
+    quiet_the_agent()
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
     os.environ[WRITER_NODE] = "1" if writer else "0"
     # torchrun would warn and set 1: the same, said here once, and the cores shared out
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // spread.processes_per_machine)))
-    _quiet_the_agent()
     try:
         run(parse_args(elastic_args(spread, stage, command)))
     except ChildFailedError as exc:
@@ -135,20 +135,33 @@ def last_finished_epoch(resume_folder: Path | None) -> int | None:
     return int(torch.load(state, map_location="cpu", weights_only=True, mmap=True)["epoch"])
 
 
+def interrupted_line(stage: str, finished: int | None) -> str:
+    """The line of a launched stage stopped by SIGINT or SIGTERM (the agent forwarded it)."""
+    if finished is None:
+        return f"{stage}: interrupted during epoch 0; `dvc repro` starts {stage} at epoch 0"
+    return f"{stage}: interrupted during epoch {finished + 1}; `dvc repro` resumes after epoch {finished}"
+
+
 def ending_line(stage: str, ending: Ending, finished: int | None) -> str:
     """One line: which rank, why, in which epoch, and where `dvc repro` takes up again."""
     epoch = 0 if finished is None else finished + 1
     resume = f"resumes after epoch {finished}" if finished is not None else f"starts {stage} at epoch 0"
+    if ending.exitcode in (128 + signal.SIGINT, 128 + signal.SIGTERM):  # the workers stopped on an interrupt
+        return interrupted_line(stage, finished)
     if ending.signal_name is not None:
         return (f"{stage}: rank {ending.rank} died ({ending.signal_name}) during epoch {epoch}; the other processes "
                 f"were stopped; `dvc repro` {resume}")
     return f"error: {stage}: rank {ending.rank}: {ending.message}"
 
 
-def _quiet_the_agent() -> None:
-    """The agent logs its rendezvous and every failure as multi-line blocks; the stage prints
-    one line of its own instead (`ending_line`)."""
+def quiet_the_agent() -> None:
+    """The agent logs its rendezvous, signals and every failure as multi-line blocks; the stage
+    prints one line of its own instead (`ending_line`). torchelastic sets each module logger's
+    level from LOGLEVEL when the module is imported: call this before importing it (a LOGLEVEL
+    of the user's, for debugging, is kept)."""
     import logging
 
-    for name in ("torch.distributed.elastic", "torch.distributed.run", "torch.distributed.launcher"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    os.environ.setdefault("LOGLEVEL", "CRITICAL")
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):  # those imported already
+        if name.startswith("torch.distributed") and isinstance(logger, logging.Logger):
+            logger.setLevel(os.environ["LOGLEVEL"])

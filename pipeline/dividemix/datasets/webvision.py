@@ -111,8 +111,8 @@ def _imagenet(folder: Path, k: int, synsets: tuple[str, ...] | None, synsets_fil
             if not class_dir.is_dir():  # the official loader would crash in os.listdir
                 raise DataSourceError(f"{class_dir}: class {c}'s ImageNet val folder not found (folders 0..{k - 1}, "
                                       f"or synset folders named as in {synsets_file.name})")
-            images = sorted(entry.name for entry in os.scandir(class_dir)
-                            if entry.is_file() and not entry.name.startswith("."))
+            images = sorted(item.name for item in os.scandir(class_dir)
+                            if item.is_file() and not item.name.startswith("."))
             if not images:
                 raise DataSourceError(f"{class_dir}: class {c}'s ImageNet val folder holds no image")
             for image in images:

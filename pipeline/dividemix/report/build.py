@@ -100,7 +100,7 @@ def build_report(
     samples = None if gallery is None else gallery_section(gallery, prepared)
     title = report_title(config_params)
     setting = setting_rows(config_params, noise_summary)
-    results = results_rows(metrics)
+    results = results_rows(metrics, read_meta(prepared).get("test2_name"))
     paper = paper_comparison(config_params, metrics)
     markdown = render_markdown(title, setting, results, figures, paper, samples)
     page = render_html(title, setting, results, figures, paper, samples)

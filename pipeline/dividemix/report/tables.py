@@ -48,7 +48,7 @@ def setting_rows(params: dict[str, Any], summary: dict[str, Any]) -> list[tuple[
 RESULTS_HEADER = ("", "DivideMix", "Cross-entropy baseline")
 
 
-def results_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
+def results_rows(metrics: dict[str, Any], test2_name: str | None = None) -> list[tuple[str, str, str]]:
     """DivideMix against the baseline, as percentages, the paper's headline ("last") first."""
     pct = format_percent
     return [
@@ -63,17 +63,16 @@ def results_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
         # With a clean validation set: the ensemble of each network's best-validation weights.
         *([("Test accuracy of the best-validation weights", pct(metrics["test_acc_best_val"]), NOT_APPLICABLE)]
           if metrics.get("test_acc_best_val") is not None else []),
-        *extra_rows(metrics),
+        *extra_rows(metrics, test2_name),
     ]
 
 
-EXTRA_FIGURES = {"test_top5": "test top-5", "test2_acc": "second test set top-1", "test2_top5": "second test set top-5"}
-
-
-def extra_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
+def extra_rows(metrics: dict[str, Any], test2_name: str | None = None) -> list[tuple[str, str, str]]:
     """Top-5 and the second test set's figures, where the run measured them (last 10, last, best)."""
+    second = test2_name or "the second test set"
+    names = {"test_top5": "test top-5", "test2_acc": f"{second} top-1", "test2_top5": f"{second} top-5"}
     rows = []
-    for key, name in EXTRA_FIGURES.items():
+    for key, name in names.items():
         if metrics.get(f"{key}_last") is None:
             continue
         rows.append((f"DivideMix {name}: last 10 / last / best epoch (an oracle)",

@@ -123,17 +123,18 @@ def run_stage(
 def _as_agent(name: str, config: Config, paths: Paths, argv: list[str]) -> int:
     """This machine's elastic agent for the stage: its workers run the same script; one line and
     the exit status say how they ended (the root cause's rank and epoch)."""
+    launch.quiet_the_agent()
     from torch.distributed.elastic.multiprocessing.api import SignalException
 
     kept = None if paths.resume is None else paths.resume / name  # (the training stages keep their progress)
     try:
         ending = launch.launch(config.distributed, name, [sys.argv[0], *argv], writer=True)
     except SignalException as exc:  # the agent forwarded it to the workers, which stopped
-        finished = launch.last_finished_epoch(kept)
-        where = f"after epoch {finished}" if finished is not None else f"{name} at epoch 0"
-        print(f"{name}: interrupted; `dvc repro` resumes {where}", file=sys.stderr, flush=True)
+        print(launch.interrupted_line(name, launch.last_finished_epoch(kept)), file=sys.stderr, flush=True)
         return 128 + int(exc.sigval)
     if ending is None:
         return 0
     print(launch.ending_line(name, ending, launch.last_finished_epoch(kept)), file=sys.stderr, flush=True)
+    if ending.exitcode in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+        return ending.exitcode
     return 1 if ending.signal_name else EXIT_BAD_INPUT
