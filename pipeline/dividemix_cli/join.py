@@ -42,7 +42,10 @@ def join_command(args: argparse.Namespace) -> int:
     for stage in stages:
         command = commands[stage]["cmd"].split()[2:]  # after "exec python": the script and its arguments
         print(f"[join] {stage}: joining {config.distributed.rendezvous}", flush=True)
-        ending = launch.launch(config.distributed, stage, [*command, "--params", str(args.params)], writer=False)
+        try:
+            ending = launch.launch(config.distributed, stage, [*command, "--params", str(args.params)], writer=False)
+        except Exception as exc:  # the rendezvous failed (nobody there, a timeout): one line, not a traceback
+            raise CliError(f"{stage}: could not join {config.distributed.rendezvous}: {exc}") from None
         if ending is not None:
             print(launch.ending_line(stage, ending, None), file=sys.stderr)
             return 1

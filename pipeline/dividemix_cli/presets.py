@@ -88,8 +88,15 @@ def cmd_show(args) -> int:
 
     preset = get_preset(args.name)
     print(f"{preset.name}: {preset.description}")
-    print(f"paper: last (mean of the last 10 epochs) {_percent(preset.paper_last)}%, best epoch (an oracle: chosen on "
-          f"the test set) {_percent(preset.paper_best)}%" + (f"; with {preset.paper_network}" if preset.paper_network else ""))
+    if preset.figures:  # the web tables: each number with the protocol that measured it
+        protocols = {"best_val": "the ensemble of each network's best-validation weights",
+                     "per_epoch": "an epoch the paper does not name"}
+        for figure in preset.figures:
+            print(f"paper: {figure.label} {figure.value:.2f}% ({protocols[figure.protocol]})")
+    else:
+        print(f"paper: last (mean of the last 10 epochs) {_percent(preset.paper_last)}%, best epoch (an oracle: chosen "
+              f"on the test set) {_percent(preset.paper_best)}%"
+              + (f"; with {preset.paper_network}" if preset.paper_network else ""))
     print("overrides:")
     for key, value in preset.overrides.items():
         print(f"  {key}: {format_value(value)}")

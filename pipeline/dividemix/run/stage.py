@@ -132,6 +132,11 @@ def _as_agent(name: str, config: Config, paths: Paths, argv: list[str]) -> int:
     except SignalException as exc:  # the agent forwarded it to the workers, which stopped
         print(launch.interrupted_line(name, launch.last_finished_epoch(kept)), file=sys.stderr, flush=True)
         return 128 + int(exc.sigval)
+    except Exception as exc:  # the launch itself failed (a rendezvous nobody else joined, a port in use)
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"error: {name}: the launch of {launch.world_size(config.distributed)} processes failed: {reason}",
+              file=sys.stderr, flush=True)
+        return EXIT_BAD_INPUT
     if ending is None:
         return 0
     print(launch.ending_line(name, ending, launch.last_finished_epoch(kept)), file=sys.stderr, flush=True)
