@@ -83,7 +83,8 @@ class DataConfig(_Section):
     # for images whose orientation carries the label. Read by training, not by download.
     flip: bool | None = None
     # Decode processes of download (null: every core) and how training holds the images: auto
-    # (folder: streamed from disk; digits/CIFAR: in memory), memory, disk. Neither changes a result.
+    # (folder, clothing1m, webvision: streamed from disk; digits/CIFAR: in memory), memory, disk.
+    # Neither changes a result.
     workers: PositiveInt | None = None
     storage: Literal["auto", "memory", "disk"] = "auto"
 

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from dividemix.judging.evaluation import EXTRA_CURVES
 from dividemix.paper.preset import PaperFigure
 from dividemix.paper.presets import find_preset, preset_differences
 
@@ -72,7 +73,8 @@ def extra_rows(metrics: dict[str, Any], test2_name: str | None = None) -> list[t
     second = test2_name or "the second test set"
     names = {"test_top5": "test top-5", "test2_acc": f"{second} top-1", "test2_top5": f"{second} top-5"}
     rows = []
-    for key, name in names.items():
+    for key in EXTRA_CURVES:  # evaluation's figures, in its order
+        name = names[key]
         if metrics.get(f"{key}_last") is None:
             continue
         rows.append((f"DivideMix {name}: last 10 / last / best epoch (an oracle)",
