@@ -18,6 +18,13 @@ process counting:
                and unlabeled samples, each row once: a step reads its rows once for both views)
     peak       the process's peak RSS (MB)
 
+Then, on two gloo processes, what one step would add if the MixMatch partners were drawn from the
+global batch rather than from each process's share (docs/distributed.md: the partners stay per
+process): every process would need the whole step's mixed inputs, an all-gather of 4B images of
+3 x S x S fp32 and their targets, timed at each `--partner-sides` (B 64 at 32 px, the CIFAR
+protocol; B 32 at larger sides, Clothing1M's 224 and WebVision's 299), beside what the exact
+objective does add: the prior penalty's all-reduce of C floats, forward and backward.
+
 Figures only; nothing is asserted. GPU scaling is pending a multi-GPU machine (docs/distributed.md).
 """
 
@@ -98,6 +105,54 @@ run_stage("probe", [], ["prepared", "noisy"], body, spreads=True)
 '''
 
 
+GATHER = '''
+import statistics, sys, time
+import torch, torch.distributed as dist
+rank, port, sides, repeats = int(sys.argv[1]), sys.argv[2], [int(x) for x in sys.argv[3].split(",")], int(sys.argv[4])
+dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+
+def timed(fn):
+    times = []
+    for _ in range(repeats + 1):  # the first one warms the connections up
+        dist.barrier()
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:]) * 1e3
+
+for side in sides:
+    batch = 64 if side <= 32 else 32
+    local = torch.randn(4 * batch // 2, 3, side, side)
+    targets = torch.rand(4 * batch // 2, 50)
+    out, out_t = local.new_empty((2 * local.numel(),)), targets.new_empty((2 * targets.numel(),))
+    ms = timed(lambda: (dist.all_gather_single(out, local.reshape(-1)), dist.all_gather_single(out_t, targets.reshape(-1))))
+    if rank == 0:
+        mb = (out.numel() + out_t.numel()) * 4 / 1e6
+        print(f"global partners, {side} px, B {batch}: all-gather of {mb:.1f} MB per step (each process) {ms:.1f} ms "
+              f"(median of {repeats})", flush=True)
+penalty = torch.rand(50)
+ms = timed(lambda: (dist.all_reduce(penalty.clone()), dist.all_reduce(penalty.clone())))
+if rank == 0:
+    print(f"exact objective: the prior penalty's all-reduce of 50 floats, forward and backward {ms:.3f} ms per step",
+          flush=True)
+dist.destroy_process_group()
+'''
+
+
+def partner_gather(sides: str, repeats: int) -> None:
+    """The per-step cost of global MixMatch partners on two gloo processes (`GATHER`)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", GATHER, str(rank), port, sides, str(repeats)], env=env)
+             for rank in (0, 1)]
+    for proc in procs:
+        proc.wait()
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=3000, help="training images (default 3000)")
@@ -105,6 +160,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=2, help="DivideMix epochs timed per process count (default 2)")
     parser.add_argument("--processes", default="1,2", help="process counts to compare (default 1,2)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    parser.add_argument("--partner-sides", default="32,224,299",
+                        help="image sides at which to time the global partners' gather (default 32,224,299)")
+    parser.add_argument("--partner-repeats", type=int, default=5, help="gathers timed per side (default 5)")
     return parser.parse_args(argv)
 
 
@@ -181,7 +239,8 @@ def main(argv: list[str] | None = None) -> None:
         for processes in (int(p) for p in args.processes.split(",")):
             epoch = report(processes, run(root, processes, args.repeats), reference)
             reference = reference or epoch
-        print(machine_line())
+    partner_gather(args.partner_sides, args.partner_repeats)
+    print(machine_line())
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 # torch's 600 MB, which the download stage itself never imports)
 
 CLASSES = 14
-EXTRA = 64  # images of the val and of the test list each (evaluated every epoch: kept small)
+EXTRA = 64  # images of the val and of the test list each (evaluated every epoch: kept small); --extra
 
 
 def write_jpegs(folder: Path, start: int, stop: int) -> None:
@@ -58,16 +58,16 @@ def write_jpegs(folder: Path, start: int, stop: int) -> None:
         Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=90)
 
 
-def make_folder(base: Path, n: int) -> None:
-    total = n + 2 * EXTRA
+def make_folder(base: Path, n: int, extra: int = EXTRA) -> None:
+    total = n + 2 * extra
     step = 2000
     with ProcessPoolExecutor(os.cpu_count()) as pool:
         list(pool.map(write_jpegs, [base / "images"] * len(range(0, total, step)), range(0, total, step),
                       [min(s + step, total) for s in range(0, total, step)]))
     labels = np.random.default_rng(0).integers(0, CLASSES, total)
     names = [f"{i // 1000:03d}/{i:07d}.jpg {labels[i]}\n" for i in range(total)]
-    (base / "val.txt").write_text("".join(names[n : n + EXTRA]))
-    (base / "test.txt").write_text("".join(names[n + EXTRA :]))
+    (base / "val.txt").write_text("".join(names[n : n + extra]))
+    (base / "test.txt").write_text("".join(names[n + extra :]))
     (base / "all_train.txt").write_text("".join(names[:n]))
 
 
@@ -150,6 +150,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--model", default="cnn_small")
     parser.add_argument("--epochs", type=int, default=3, help="DivideMix epochs; the median is printed")
+    parser.add_argument("--extra", type=int, default=EXTRA,
+                        help=f"images of the val and of the test list each (default {EXTRA}; a smoke run: a few)")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
@@ -164,16 +166,16 @@ def main() -> None:
     print(machine_line(), flush=True)
     with workdir(args.keep) as base:
         start = time.perf_counter()
-        make_folder(base, max(sizes))
+        make_folder(base, max(sizes), args.extra)
         jpeg_mb = disk_bytes(base / "images") / 2**20
-        print(f"wrote {max(sizes) + 2 * EXTRA} JPEGs ({jpeg_mb:,.0f} MB) in {time.perf_counter() - start:.0f} s", flush=True)
+        print(f"wrote {max(sizes) + 2 * args.extra} JPEGs ({jpeg_mb:,.0f} MB) in {time.perf_counter() - start:.0f} s", flush=True)
         rows = []
         for n in sizes:
             root = base / f"run_{n}"
             raw = config_dict(base, n, args)
             prepared, pss = run_child("download", raw, root)
             store = disk_bytes(root / "data/prepared")
-            rate = (n + 2 * EXTRA) / prepared["seconds"]
+            rate = (n + 2 * args.extra) / prepared["seconds"]
             epoch, epoch_pss = run_child("epoch", raw, root)
             rows.append((n, prepared["seconds"], rate, store, pss, epoch["epoch_s"], epoch_pss))
             print(f"{n:>7} images: prepare {prepared['seconds']:7.1f} s, {rate:6.0f} images/s "

@@ -130,7 +130,7 @@ def project_child(root: Path, raw: dict, threads: int) -> None:
 
     config = parse_config(raw, source="bench")
     paths = Paths.layout(root)
-    warm = timed_calls(warmup_module, ("warmup_epoch", "ensemble_accuracy"))  # the epoch, not the set-up
+    warm = timed_calls(warmup_module, ("warmup_epoch", "epoch_tests"))  # the epoch, not the set-up
     run_warmup(config, paths, select(config, WARMUP_PARAMS))
     warm = sum(warm)
     ws, nets, optimizers = load_after_warmup(config, paths)

@@ -6,7 +6,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench_repro.py --target train   # `dvc repro train`
 
 first run     an end-to-end `dvc repro` in a fresh temporary git + DVC repository (a copy of
-              dvc.yaml, `--params` as params.yaml, stages/, pipeline/ and labels/), with
+              dvc.yaml, `--params` as params.yaml, stages/, pipeline/, labels/ and lists/), with
               DVC_NO_ANALYTICS=1, DVC_SITE_CACHE_DIR inside it and .venv/bin first on PATH. The
               stages import the copied `pipeline/` (PYTHONPATH), so the code DVC hashes is the code
               that runs. Each stage's line: from its "Running stage" banner to the next one (DVC's
@@ -44,7 +44,8 @@ def make_dvc_repo(root: Path, params: Path) -> dict[str, str]:
         shutil.copy2(REPO / name, root / name)
     shutil.copy2(params, root / "params.yaml")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    for name in ("stages", "pipeline", "labels"):  # labels/: a dependency of the noise stage
+    # labels/: a dependency of the noise stage; lists/: of download, evaluate and report
+    for name in ("stages", "pipeline", "labels", "lists"):
         shutil.copytree(REPO / name, root / name, ignore=ignore)
     env = dict(
         os.environ,
@@ -55,6 +56,7 @@ def make_dvc_repo(root: Path, params: Path) -> dict[str, str]:
     )
     for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
         subprocess.run(command, cwd=root, env=env, check=True)
+    shutil.copytree(REPO / ".dvc/plots", root / ".dvc/plots")  # the plots' template (dvc.yaml: template: epochs)
     return env
 
 

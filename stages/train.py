@@ -18,6 +18,10 @@ PARAMS = [
     "train.p_threshold",
     "train.rampup_epochs",
     "train.loss_history",
+    "train.augment",  # images.views: the step's views
+    "train.strong_policy",
+    "train.selection",  # method.selection: the division's rule
+    "train.selection_ensemble",
     "ablation.co_divide",
     "ablation.label_refinement",
     "ablation.co_guessing",

@@ -43,6 +43,17 @@ class Lookup(nn.Module):
         return torch.stack([t(self.table[int(v)]) for v in x.reshape(len(x), -1)[:, 0]])
 
 
+class Fixed(nn.Module):
+    """Logits given per sample, whatever the input."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = torch.tensor(logits, dtype=torch.float32)
+
+    def forward(self, x):
+        return self.logits[: len(x)]
+
+
 def tiny_net(seed: int) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))

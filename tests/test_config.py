@@ -181,3 +181,47 @@ def test_load_config_of_a_non_mapping(tmp_path):
     path.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(Path(path))
+
+
+# ------------------------------------------------------------------- read as DVC reads it (YAML 1.2)
+def _params_text(**train: str) -> str:
+    """The tiny parameters as text, with `train` keys written verbatim (as `dvc exp run -S` writes them)."""
+    text = yaml.safe_dump(tiny_params(), sort_keys=False)
+    for key, written in train.items():
+        text = re.sub(rf"(?m)^(  {key}): .*$", rf"\1: {written}", text)
+        assert f"  {key}: {written}\n" in text
+    return text
+
+
+def test_small_numbers_as_dvc_writes_them_are_numbers(tmp_path):
+    """`dvc exp run -S train.p_threshold=0.000001` writes `1e-06`: a number to DVC (YAML 1.2), a
+    string to PyYAML (YAML 1.1). The stages read it as DVC does."""
+    path = tmp_path / "params.yaml"
+    path.write_text(_params_text(p_threshold="1e-06", weight_decay="1e-5"))
+    assert yaml.safe_load(path.read_text())["train"]["p_threshold"] == "1e-06"  # what PyYAML made of it
+    config = load_config(path)
+    assert (config.train.p_threshold, config.train.weight_decay) == (1e-06, 1e-05)
+
+
+def test_a_quoted_number_is_still_refused(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(_params_text(p_threshold='"0.1"'))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert names_key(message, "train.p_threshold") and "valid number" in message and "'0.1'" in message
+
+
+def test_every_reader_of_params_yaml_reads_it_as_dvc(tmp_path):
+    """The preset command, the sweep's checks and the flows' overrides read the same file alike."""
+    from dividemix_flows.experiments import override_errors
+    from dividemix_flows.grid import validate_points, with_seeds
+
+    path = tmp_path / "params.yaml"
+    path.write_text(_params_text(p_threshold="1e-06", weight_decay="1e-5"))
+    assert override_errors(path, {"train.lr": 0.01}) == []
+    validate_points(path, [{"train.lr": "0.01"}])
+    assert len(with_seeds([{}], path, 2)) == 2
+    from dividemix_cli.presets import parse_sets
+
+    assert parse_sets(["train.weight_decay=1e-5"]) == {"train.weight_decay": 1e-05}

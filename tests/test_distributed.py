@@ -7,8 +7,8 @@ are one set of files of the single-process schemas, a killed rank ends the run i
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO, digits_run, dvc, dvc_stage_args, make_repo, stages_run, tiny_params, write_params
+from conftest import REPO, digits_run, dvc, dvc_env, dvc_stage_args, make_repo, stages_run, tiny_params, write_params
 from dividemix.config import parse_config
 from dividemix.files import artifacts
 
@@ -32,6 +32,7 @@ TWO = {"distributed.processes_per_machine": 2, "distributed.timeout_s": 120}
 
 # A stage-like script: the stage path (run_stage, spreads=True) around a probe of the division.
 PROBE = '''
+import os
 import numpy as np, torch
 from dividemix.method.codivide import LossHistory, losses_of
 from dividemix.run.stage import run_stage
@@ -44,9 +45,12 @@ def body(config, params, paths):
     losses = losses_of(ws.logits(net, ws.train_images, amp=False), ws.noisy_labels)
     division = divide_for(net, ws, LossHistory(1), 2, 1)
     test = ws.logits(net, ws.test_images)
+    m = division.mixture
     if ws.cluster.is_writer:
         np.savez(paths.prepared.parent / "probe.npz", losses=losses.numpy(), clean_prob=division.clean_prob,
-                 labeled=division.labeled, test=test.numpy(), world=ws.cluster.world, rank=ws.cluster.rank)
+                 labeled=division.labeled, test=test.numpy(), world=ws.cluster.world, rank=ws.cluster.rank,
+                 mixture=np.array([*m.means, *m.variances, *m.weights, m.clean]),
+                 loglevel=os.environ.get("LOGLEVEL", "unset"))
 
 run_stage("probe", [], ["prepared", "noisy"], body, spreads=True)
 '''
@@ -75,8 +79,40 @@ def test_two_processes_gather_the_losses_and_divide_as_one_process(digits_data, 
     np.testing.assert_allclose(spread["losses"], alone, rtol=1e-5, atol=1e-6)  # sample order: position by position
     division = divide_for(net, ws, LossHistory(1), 2, 1)
     np.testing.assert_allclose(spread["clean_prob"], division.clean_prob, rtol=1e-4, atol=1e-5)
+    m = division.mixture  # the fit the artifacts record: the writer's, the single process's on the same losses
+    np.testing.assert_allclose(spread["mixture"], [*m.means, *m.variances, *m.weights, m.clean], rtol=1e-4, atol=1e-7)
+    assert str(spread["loglevel"]) == os.environ.get("LOGLEVEL", "unset")  # the agent's quiet stays the agent's
     assert (spread["labeled"] != division.labeled).sum() <= 2  # (a probability within rounding of 0.5)
     np.testing.assert_allclose(spread["test"], ws.logits(net, ws.test_images).numpy(), rtol=1e-5, atol=1e-5)
+
+
+FAILING = '''
+import time
+from dividemix.run.stage import run_stage
+from dividemix.training.workspace import Workspace
+
+def body(config, params, paths):
+    ws = Workspace.load(config, paths.prepared, paths.noisy)
+    if ws.cluster.rank == 1:
+        time.sleep(1)  # rank 0 is inside the collective below when rank 1 fails
+        raise ValueError("labels.parquet: rank one's own failure")
+    ws.cluster.all_objects(None)  # fails at once when rank 1 is gone: "Connection closed by peer"
+
+run_stage("failing", [], ["prepared", "noisy"], body, spreads=True)
+'''
+
+
+def test_an_error_on_rank_1_is_named_as_rank_1s_own_message(digits_data, tmp_path):
+    """Rank 1 raises; rank 0's collective then fails within the same second: the one line names
+    rank 1 and its own words, not rank 0's collective error."""
+    root = digits_run(digits_data, tmp_path / "run")
+    write_params(root / "params.yaml", tiny_params(**TWO))
+    (root / "failing.py").write_text(FAILING)
+    result = subprocess.run([sys.executable, "failing.py", "--prepared", "data/prepared", "--noisy",
+                             "data/noisy/labels.parquet"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "error: failing: rank 1: labels.parquet: rank one's own failure", \
+        result.stderr
 
 
 # ------------------------------------------------------------------------- a run, a killed rank
@@ -150,33 +186,95 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow  # ~45 s: the launch path it adds is `dividemix join` (unit-checked below)
-def test_two_machines_over_loopback_finish_one_run(tmp_path):
-    """Two one-process "machines" on 127.0.0.1: `dvc repro` on the first, `dividemix join` on the
-    second (the same code, params and data); one set of outputs, written by the first."""
-    params = tiny_params(**{"distributed.machines": 2, "distributed.rendezvous": f"127.0.0.1:{free_port()}",
-                            "distributed.timeout_s": 120, "train.epochs": 3})
-    root = make_repo(tmp_path / "first", params)
-    dvc(root, "repro", "noise")
-    second = tmp_path / "second"  # the other machine: the same code, params and prepared data
-    second.mkdir()
+def second_machine(root: Path, at: Path) -> Path:
+    """Another "machine": the same code and prepared data (linked), its own copy of the params."""
+    at.mkdir()
     for folder in ("stages", "pipeline", "data"):
-        os.symlink(root / folder, second / folder, target_is_directory=True)
+        os.symlink(root / folder, at / folder, target_is_directory=True)
     for name in ("dvc.yaml", "params.yaml"):
-        (second / name).write_text((root / name).read_text())
+        (at / name).write_text((root / name).read_text())
+    return at
+
+
+def set_params(roots, **values) -> None:
+    for root in roots:
+        write_params(root / "params.yaml", tiny_params(**values))
+
+
+def fails(root: Path, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(["dvc", *args], cwd=root, capture_output=True, text=True, env=dvc_env(root), timeout=600)
+    assert result.returncode != 0, result.stdout + result.stderr
+    return result
+
+
+def test_a_second_machine_follows_what_dvc_runs_agrees_or_refuses_and_resumes(tmp_path):
+    """Two one-process "machines" on 127.0.0.1, the joiner started first (its agent has the lower
+    pid: the rendezvous puts global rank 0 there). A joiner with another train.lr: both machines
+    refuse in one line naming it. Then `dvc repro train` (warmup, train: the baseline DVC does not
+    run is not joined), a changed train parameter (only train reruns and is joined), and a rank
+    killed on the joiner: the first machine names a process lost on another machine, the joiner its
+    own killed rank and the epoch it reached, and the next `dvc repro` resumes to the divisions and
+    metrics of the uninterrupted run. The first machine writes every output; the joiner nothing."""
+    values = {"distributed.machines": 2, "distributed.rendezvous": f"127.0.0.1:{free_port()}",
+              "distributed.timeout_s": 120, "distributed.join_timeout_s": 120, "train.epochs": 3,
+              "train.warmup_epochs": 1, "train.lr_drop_epoch": 2}
+    root = make_repo(tmp_path / "first", tiny_params(**values))
+    dvc(root, "repro", "noise")
+    second = second_machine(root, tmp_path / "second")
+    set_params([second], **values | {"train.lr": 0.01})  # the first machine has 0.02
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    log = tmp_path / "joiner.log"
     joiner = subprocess.Popen([sys.executable, "-m", "dividemix_cli", "join"], cwd=second, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    result = dvc(root, "repro")
-    joined, _ = joiner.communicate(timeout=300)
-    assert joiner.returncode == 0, joined
-    assert {"warmup", "baseline", "train", "evaluate", "report"} <= stages_run(result.stdout)
-    assert [line for line in joined.splitlines() if line.startswith("[join]")] == [
-        f"[join] {stage}: joining {params['distributed']['rendezvous']}" for stage in ("warmup", "baseline", "train")]
-    assert not (second / "artifacts").exists() and not (second / "live").exists()  # the first machine writes
-    divisions = artifacts.read_table(root / "artifacts/divisions", "divisions")
-    assert sorted(set(divisions["epoch"])) == [2] and len(divisions) == 2 * 1437
-    assert json.loads((root / "metrics/eval.json").read_text())["test_acc_last"] > 0.5
+                              stdout=log.open("w"), stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        refused = fails(root, "repro", "train")
+        line = [x for x in refused.stderr.splitlines() if x.startswith("error: warmup")]
+        assert len(line) == 1 and "train.lr is 0.01 on rank 0" in line[0] and "0.02 on the writer (rank 1)" in line[0], \
+            refused.stderr
+        assert not (root / "checkpoints/warmup").exists()  # refused before any training
+
+        set_params([second], **values)
+        assert stages_run(dvc(root, "repro", "train").stdout) - {"check"} == {"warmup", "train"}  # (check: always)
+        assert not any((second / name).exists() for name in ("artifacts", "checkpoints", "live", "metrics"))
+
+        set_params([root, second], **values | {"train.lambda_u": 10})
+        assert stages_run(dvc(root, "repro", "train").stdout) - {"check"} == {"train"}
+        uninterrupted = artifacts.read_table(root / "artifacts/divisions", "divisions")
+        epochs = artifacts.read_table(root / "artifacts/epochs", "epochs")
+
+        for output in ("checkpoints/train", *(f"artifacts/{name}" for name in ("divisions", "mixtures", "losses",
+                                                                              "epochs"))):
+            shutil.rmtree(root / output)  # the same train again, from its warm-up
+        repro = subprocess.Popen(["dvc", "repro", "train"], cwd=root, env=dvc_env(root), stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 300
+        while kept_epoch(root, "train") < 1 or not worker_pids(second, "train"):
+            assert repro.poll() is None and time.monotonic() < deadline, repro.stdout.read() + log.read_text()
+            time.sleep(0.05)
+        assert list(worker_pids(second, "train")) == [0]  # global rank 0 is the joiner's, the writer is not
+        os.kill(worker_pids(second, "train")[0], signal.SIGKILL)
+        output, _ = repro.communicate(timeout=300)
+        finished = kept_epoch(root, "train")
+        assert repro.returncode != 0 and (
+            f"train: a process on another machine was lost during epoch {finished + 1} (") in output, output
+        assert f"this machine's processes were stopped; `dvc repro` resumes after epoch {finished}" in output, output
+        assert stages_run(dvc(root, "repro", "train").stdout) - {"check"} == {"train"}
+        resumed = artifacts.read_table(root / "artifacts/divisions", "divisions")
+        pd.testing.assert_frame_equal(resumed, uninterrupted)
+        pd.testing.assert_frame_equal(artifacts.read_table(root / "artifacts/epochs", "epochs"), epochs)
+    finally:
+        os.killpg(joiner.pid, signal.SIGINT)
+        joiner.wait(timeout=60)
+    joined = log.read_text()
+    lines = joined.splitlines()
+    assert [x for x in lines if re.match(r"\[join\] \w+: joining", x)] == [
+        f"[join] {stage}: joining {values['distributed.rendezvous']}" for stage in
+        ("warmup", "warmup", "train", "train", "train", "train")], joined
+    assert f"train: rank 0 died (SIGKILL) during epoch {finished + 1}; the other processes were stopped; the first " \
+           "machine's `dvc repro` resumes the run" in lines, joined
+    assert "Traceback" not in joined and "Warning" not in joined and "[W" not in joined, joined
+    assert joiner.returncode == 130 and lines[-1].startswith("[join] interrupted; leaving"), joined
+    assert not any((second / name).exists() for name in ("artifacts", "checkpoints", "live", "metrics"))
 
 
 @pytest.mark.slow

@@ -416,3 +416,19 @@ def test_clothing1m_epoch_trains_on_the_divided_subset_with_no_lu(small_ws):
     u_drawn = torch.cat([drawn[k] for k in (1, 3)])
     assert set(x_drawn.tolist()) == set(subset[:70].tolist())
     assert set(u_drawn.tolist()) <= set(subset[70:].tolist())
+
+
+def test_the_peer_takes_the_writers_batchnorm_statistics_before_it_guesses(small_ws, monkeypatch):
+    """Under several processes each one's training passes move its own BatchNorm statistics: the
+    peer (net 1 in net 2's epoch) is synced to the writer's before its first guess, every epoch."""
+    from dividemix.cluster.group import Cluster
+
+    net, peer, optimizer = nets_for(small_ws)
+    guesses = []
+    peer.register_forward_hook(lambda module, args, out: guesses.append(1))
+    synced = []
+    monkeypatch.setattr(Cluster, "sync_buffers", lambda self, module: synced.append((module, len(guesses))))
+    labeled = np.zeros(N_SMALL, dtype=bool)
+    labeled[: N_SMALL // 2] = True
+    dividemix_epoch(net, peer, optimizer, small_ws, division(labeled), 2, 1)
+    assert guesses and synced[0] == (peer, 0)  # synced, and before the first of its passes

@@ -17,10 +17,10 @@ from dividemix.judging.evaluation import RunArtifacts, accuracy_curves, division
 from dividemix.judging.gallery import build_gallery
 from dividemix.judging.truth import truth_of
 from dividemix.noise.inject import noisy_label_file
-from dividemix.paper.presets import CELL_KEYS
+from dividemix.paper.presets import CELL_KEYS, FIGURE_KEYS, apply_overrides, get_preset
 from dividemix.report.build import PARAM_KEYS, build_report
 from dividemix.report.figures import histogram_epochs
-from dividemix.report.tables import NO_PAPER_CELL, format_percent, paper_comparison, results_rows
+from dividemix.report.tables import NO_PAPER_CELL, NOT_LIKE, format_percent, paper_comparison, results_rows
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -186,7 +186,7 @@ def test_stage_script_without_metrics_exits_2_and_writes_nothing(inputs: dict, t
 
 # ------------------------------------------------------------------------- against the paper
 def test_the_report_reads_every_key_that_defines_a_paper_cell():
-    assert set(CELL_KEYS) <= set(PARAM_KEYS)
+    assert set(CELL_KEYS) <= set(PARAM_KEYS) and set(FIGURE_KEYS) <= set(PARAM_KEYS)
 
 
 def test_digits_has_no_paper_cell(report: Path):
@@ -196,8 +196,16 @@ def test_digits_has_no_paper_cell(report: Path):
     assert "no paper cell for this setting" in page.lower()
 
 
-def test_a_paper_cell_is_printed_beside_the_run(inputs: dict, tmp_path: Path):
-    params = inputs["params"] | {"data.dataset": "cifar10", "noise.rate": 0.5}
+def _preset_run(name: str, **changes) -> dict:
+    """The report's parameters of a run of preset `name` (the user's data.root where it needs one)."""
+    raw = apply_overrides(TINY_PARAMS, get_preset(name).overrides)
+    if get_preset(name).figures:
+        raw = apply_overrides(raw, {"data.root": "/data/web"})
+    return select(parse_config(raw), list(PARAM_KEYS)) | changes
+
+
+def test_a_paper_cell_is_printed_beside_a_like_for_like_run(inputs: dict, tmp_path: Path):
+    params = _preset_run("cifar10-sym50", **{"noise.seed": inputs["params"]["noise.seed"]})
     summary = inputs["noise_summary"] | {"dataset": "cifar10"}
     out = tmp_path / "report"
     build(inputs, out, config_params=params, noise_summary=summary)
@@ -206,31 +214,77 @@ def test_a_paper_cell_is_printed_beside_the_run(inputs: dict, tmp_path: Path):
     best_row = f"| Best epoch's test accuracy (an oracle) | {format_percent(metrics['test_acc_best'])} | 94.60% |"
     last_row = f"fewer than 10 in this run | {format_percent(metrics['test_acc_last10'])} | 94.40% |"
     assert best_row in md and last_row in md
-    assert "preset cifar10-sym50" in md and NO_PAPER_CELL not in md
-    # the tiny run is not the paper's schedule, and the report says where it departs
-    assert "train.epochs 4 (preset 300)" in md and "model.arch cnn_small (preset preact_resnet18)" in md
+    assert "preset cifar10-sym50" in md and NO_PAPER_CELL not in md and "Like for like" in md
     page = (out / "index.html").read_text(encoding="utf-8")
     assert "94.60%" in page and "cifar10-sym50" in page
 
 
+def test_a_departed_run_is_not_set_beside_the_paper(inputs: dict, tmp_path: Path):
+    """The tiny run has the cell's data and noise but not its schedule: the paper's numbers stay out."""
+    params = inputs["params"] | {"data.dataset": "cifar10", "noise.rate": 0.5}
+    summary = inputs["noise_summary"] | {"dataset": "cifar10"}
+    out = tmp_path / "report"
+    build(inputs, out, config_params=params, noise_summary=summary)
+    md = (out / "report.md").read_text(encoding="utf-8")
+    against = md[md.index("## Against the paper"):md.index("## Figures")]
+    assert "94.60" not in against and "94.40" not in against and against.count(NOT_LIKE) == 2
+    assert "Not like for like" in against and "preset cifar10-sym50" in against
+    assert "train.epochs 4 (preset 301)" in against and "model.arch cnn_small (preset preact_resnet18)" in against
+
+
+def test_a_web_report_does_not_call_its_last_10_the_papers_last(inputs: dict, tmp_path: Path):
+    params = _preset_run("webvision", **{"noise.seed": inputs["params"]["noise.seed"]})
+    summary = inputs["noise_summary"] | {"dataset": "webvision", "mode": "none", "rate": params["noise.rate"]}
+    out = tmp_path / "report"
+    build(inputs, out, config_params=params, noise_summary=summary)
+    results = (out / "report.md").read_text(encoding="utf-8").split("## Results")[1].split("## Against the paper")[0]
+    assert "Last 10 DivideMix epochs" in results and "the paper's \"last\"" not in results
+
+
 def test_paper_comparison_rows():
-    metrics = {"test_acc_best": 0.9312, "test_acc_last10": 0.9255, "test_acc_last10_from_epoch": 290}
-    params = {"data.dataset": "cifar10", "noise.mode": "file", "noise.rate": 0.5, "noise.seed": 1,
-              "noise.file": "labels/CIFAR-10_human.pt", "noise.key": "worse_label", "model.arch": "preact_resnet18",
-              "train.protocol": "cifar", "train.epochs": 300, "train.warmup_epochs": 10, "train.lambda_u": 25.0,
-              "train.p_threshold": 0.5, "train.loss_history": 1}
+    metrics = {"test_acc_best": 0.9312, "test_acc_last10": 0.9255, "test_acc_last10_from_epoch": 291}
+    params = _preset_run("cifar10n-worst")
     paper = paper_comparison(params, metrics)
     assert paper.preset == "cifar10n-worst"
     assert paper.rows == [
-        ("Last 10 DivideMix epochs, mean test accuracy (the paper's \"last\"; epochs 290-299)", "92.55%", "not reported"),
+        ("Last 10 DivideMix epochs, mean test accuracy (the paper's \"last\"; epochs 291-300)", "92.55%", "not reported"),
         ("Best epoch's test accuracy (an oracle)", "93.12%", "92.56%"),
     ]
-    assert "uses the preset's values" in paper.note
+    assert "Like for like" in paper.note
     # the CIFAR-N paper's figure is a ResNet-34's: its column and the note say so
     assert paper.header[2] == "Paper: ResNet-34 (the CIFAR-N paper's network for every method)"
     assert "another network" in paper.note and "model.arch is preact_resnet18" in paper.note
     off = paper_comparison(params | {"noise.key": "random_label3"}, metrics)
     assert (off.preset, off.rows, off.note) == (None, [], NO_PAPER_CELL)
+
+
+WEB_METRICS = {"test_acc_best": 0.80, "test_acc_last": 0.78, "test_acc_last10": 0.77, "test_acc_last10_from_epoch": 71,
+               "test_acc_best_val": 0.7475, **{f"{key}_{which}": 0.9 for key in ("test_top5", "test2_acc", "test2_top5")
+                                               for which in ("last10", "last", "best")}}
+
+
+def test_web_cells_say_which_figure_the_paper_number_is():
+    clothing = paper_comparison(_preset_run("clothing1m"), WEB_METRICS)
+    assert clothing.rows == [("Clothing1M test top-1 (best-validation weights, ensembled)",
+                              "74.75% (best-validation weights)", "74.76%")]
+    assert "best-validation weights" in clothing.header[2]
+    web = paper_comparison(_preset_run("webvision"), WEB_METRICS)
+    assert "official log" in web.header[2] and "0-80" in web.header[2]
+    assert web.rows[0] == ("WebVision val top-1",
+                           ("77.00% (last 10, epochs 71-80) · 78.00% (last) · 80.00% (best epoch, an oracle)"), "77.32%")
+    # 100 classes is another experiment: the issue's example of a cell's name trusted
+    wide = paper_comparison(_preset_run("webvision", **{"data.num_classes": 100}), WEB_METRICS)
+    assert [row[2] for row in wide.rows] == [NOT_LIKE] * 4 and "data.num_classes 100 (preset null)" in wide.note
+
+
+def test_the_headline_calls_last_10_the_papers_last_only_where_its_table_has_one():
+    cifar = results_rows(WEB_METRICS | {"ce_test_acc_last": None, "ce_test_acc_best": None, "test_acc_best_val": None,
+                                        **{f"division_{k}_last": None for k in ("auc", "precision", "recall")}})
+    web = results_rows(WEB_METRICS | {"ce_test_acc_last": None, "ce_test_acc_best": None,
+                                      **{f"division_{k}_last": None for k in ("auc", "precision", "recall")}},
+                       paper_last=False)
+    assert "the paper's \"last\"" in cifar[0][0] and "the paper's \"last\"" not in web[0][0]
+    assert "epochs 71-80" in web[0][0] and "give no \"last\"" in web[0][0]
 
 
 def test_the_report_shows_the_samples_to_look_at_as_thumbnails(report: Path, inputs: dict):

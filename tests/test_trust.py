@@ -152,13 +152,30 @@ def start_and_stop(root: Path, command: list[str], after_epoch: int, sig: int, *
                                text=True, start_new_session=True)
     kept = root / ".dividemix/resume/train/state.pt"
     deadline = time.monotonic() + 300
-    while checkpoint_epoch(kept) < after_epoch or live_step(root) < after_epoch:
-        assert process.poll() is None and time.monotonic() < deadline, "train ended before it could be stopped"
-        time.sleep(0.05)
+    # The run is stepped, not raced: its whole group is stopped (SIGSTOP) while its state is read,
+    # then let run for a slice. A slice is far shorter than an epoch, so however loaded the
+    # machine (a slow look, a fast epoch), the run cannot pass `after_epoch + 1` between two looks.
+    while True:
+        freeze(process, signal.SIGSTOP)
+        if checkpoint_epoch(kept) >= after_epoch and live_step(root) >= after_epoch:
+            break
+        assert process.poll() is None, f"train ended (exit {process.returncode}) before it could be stopped"
+        assert time.monotonic() < deadline, f"train never committed epoch {after_epoch}"
+        freeze(process, signal.SIGCONT)
+        time.sleep(0.02)
     children = [int(pid) for pid in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()]
     os.killpg(process.pid, sig) if group else process.send_signal(sig)
+    freeze(process, signal.SIGCONT)  # the signal is delivered as the group runs again
     output, _ = process.communicate(timeout=120)
     return output, children
+
+
+def freeze(process: subprocess.Popen, sig: int) -> None:
+    """SIGSTOP or SIGCONT to `process`'s group; one that has ended fails the test in one line."""
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        raise AssertionError(f"train ended (exit {process.poll()}) before it could be stopped") from None
 
 
 def wait_gone(pids: list[int], seconds: float = 60) -> None:

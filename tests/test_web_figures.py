@@ -1,7 +1,8 @@
 """What the web experiments rest on, by hand: top-1 and top-5 of each network and of the ensemble,
 the EPOCHS schema that carries them, the reference's evaluation crop to the pixel, the flip switch,
-an all-clean epoch on the WebVision crop, the mixture on fp32 losses, the division figures on a
-verified subset, and the paper's numbers beside the run's own in the report and the table."""
+an all-clean epoch on the WebVision crop, the division figures on a verified subset, and the
+paper's numbers beside the run's own in the report and the table (fp32 figures, the holes found by
+breaking the code: test_reported_figures.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from PIL import Image
-from torch import nn
 from torchvision.transforms import functional as tvf
 
 from conftest import N_SMALL, small_workspace, tiny_params
@@ -27,21 +27,9 @@ from dividemix.judging.evaluation import division_quality
 from dividemix.judging.truth import Truth
 from dividemix.paper.table import build_rows, to_markdown
 from dividemix.report.tables import paper_comparison
-from dividemix.training import train as train_loop
 from dividemix.training.dividemix_epoch import dividemix_epoch
 from dividemix.training.testing import set_accuracies
-from steps import division, nets_for
-
-
-class Fixed(nn.Module):
-    """Logits given per sample, whatever the input."""
-
-    def __init__(self, logits):
-        super().__init__()
-        self.logits = torch.tensor(logits, dtype=torch.float32)
-
-    def forward(self, x):
-        return self.logits[: len(x)]
+from steps import Fixed, division, nets_for
 
 
 # --------------------------------------------------------------------------------- top-1, top-5
@@ -62,13 +50,6 @@ def test_top1_and_top5_of_each_network_and_of_the_ensemble_by_hand():
     assert set_accuracies([net1, net2], ablated, images, torch.tensor([0, 1, 6])).ensemble == accs.net1
 
 
-def test_top5_is_undefined_with_five_classes_or_fewer():
-    ws = small_workspace()
-    images = DeviceImages(np.zeros((2, 1, 8, 8), np.uint8), ws.train_images.spec, torch.device("cpu"))
-    accs = set_accuracies([Fixed([[1, 0, 0, 0, 0]] * 2)] * 2, ws, images, torch.tensor([0, 1]))
-    assert accs.ensemble.top1 == 0.5 and accs.ensemble.top5 is None
-
-
 def test_epochs_files_of_schema_v2_read_as_v3_with_the_new_columns_null(tmp_path):
     v2 = pa.Table.from_pydict({name: [None] * 2 for name in artifacts.EPOCHS_V2.names}, schema=artifacts.EPOCHS_V2)
     v2 = v2.set_column(0, "epoch", pa.array([0, 1], pa.int32()))
@@ -80,30 +61,35 @@ def test_epochs_files_of_schema_v2_read_as_v3_with_the_new_columns_null(tmp_path
 
 
 # ----------------------------------------------------------------------------- the eval crop
-@pytest.mark.parametrize("width", [11, 12, 13, 14])
-def test_the_evaluation_crop_is_the_references_to_the_pixel(tmp_path, width):
-    """Resize(9) then CenterCrop(7) of the whole image, as torchvision does it: for some widths the
-    centre of the stored 9x9 square sits one pixel off; the recorded corner puts it right."""
-    rng = np.random.default_rng(width)
+# (height, width, resize, crop): small wide images whose centre rounds either way, and tall, wide
+# and square photographs at both presets' sizes (Clothing1M: 224 from 256; WebVision: 299 from 320).
+EVAL_CROPS = [(9, w, 9, 7) for w in (11, 12, 13, 14)] + [
+    (h, w, resize, crop) for resize, crop in ((256, 224), (320, 299)) for h, w in ((500, 375), (375, 500), (401, 401))]
+
+
+@pytest.mark.parametrize("height, width, resize, crop", EVAL_CROPS)
+def test_the_evaluation_crop_is_the_references_to_the_pixel(tmp_path, height, width, resize, crop):
+    """Resize(resize) then CenterCrop(crop) of the whole image, as torchvision does it: for some
+    sizes the centre of the stored square sits one pixel off; the recorded corner puts it right."""
+    rng = np.random.default_rng(height * width)
     (tmp_path / "images").mkdir()
-    rgb = rng.integers(0, 256, (9, width, 3), dtype=np.uint8)
+    rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(tmp_path / "images/x.png")
     (tmp_path / "train.txt").write_text("x.png 0\n")
     (tmp_path / "test.txt").write_text("x.png 1\n")
     (tmp_path / "images/classes.txt").write_text("a\nb\n")
     data = parse_config(tiny_params(**{"data.dataset": "folder", "data.root": str(tmp_path / "images"),
                                        "data.train_list": str(tmp_path / "train.txt"),
-                                       "data.test_list": str(tmp_path / "test.txt"), "data.image_size": 7,
-                                       "data.resize": 9, "noise.mode": "none"})).data
+                                       "data.test_list": str(tmp_path / "test.txt"), "data.image_size": crop,
+                                       "data.resize": resize, "noise.mode": "none"})).data
     prepare_dataset(data, tmp_path / "prepared")
     spec = spec_from_meta(read_meta(tmp_path / "prepared"))
     images = StreamedImages(images_path(tmp_path / "prepared", "test"), spec, torch.device("cpu"),
                             corners=eval_crop_corners(tmp_path / "prepared", "test"))
-    crop = images.rows(torch.tensor([0]))
-    corner = eval_crop_corners(tmp_path / "prepared", "test")[0]
-    top, left = (int(v) for v in corner)
-    ours = crop[0, :, top : top + 7, left : left + 7].numpy()
-    reference = np.asarray(tvf.center_crop(tvf.resize(Image.fromarray(rgb), 9), [7, 7])).transpose(2, 0, 1)
+    stored = images.rows(torch.tensor([0]))
+    top, left = (int(v) for v in eval_crop_corners(tmp_path / "prepared", "test")[0])
+    ours = stored[0, :, top : top + crop, left : left + crop].numpy()
+    reference = np.asarray(tvf.center_crop(tvf.resize(Image.fromarray(rgb), resize), [crop, crop])).transpose(2, 0, 1)
     np.testing.assert_array_equal(ours, reference)
     normalised = images.plain(torch.tensor([0]))
     expected = (torch.tensor(reference).float()[None] - images._mean) / images._std
@@ -125,35 +111,26 @@ def test_data_flip_false_never_flips_and_true_may(tmp_path):
 
 
 # -------------------------------------------------------------------------- an all-clean epoch
+@pytest.mark.parametrize("protocol", ["cifar", "clothing1m", "webvision"])
 @pytest.mark.parametrize("crop", ["random_resized", "random", "translate"])
-def test_an_epoch_that_judges_every_sample_clean_trains_on_every_crop(crop):
-    """Every sample labeled, none unlabeled (the official code crashes, and so did the WebVision crop)."""
-    ws = small_workspace()
+def test_an_epoch_that_judges_every_sample_clean_trains_on_every_crop(crop, protocol):
+    """Every sample labeled, none unlabeled (the official code crashes, and so did the WebVision
+    crop), under each protocol's step; Clothing1M's division is of its class-balanced sample (here
+    every other sample: 100, two steps of 64)."""
+    ws = small_workspace(**{"train.protocol": protocol})
     spec = dataclasses.replace(ws.train_images.spec, train_crop=crop, crop_size=6 if crop != "translate" else 0)
     ws = dataclasses.replace(ws, train_images=DeviceImages(ws.train_images.images.numpy(), spec, torch.device("cpu")))
     net, peer, optimizer = nets_for(ws)
-    rows = dividemix_epoch(net, peer, optimizer, ws, division(np.ones(N_SMALL, dtype=bool)), 2, 1)
-    assert rows["n_unlabeled"] == [0] * 4 and np.isfinite(rows["loss"]).all()
-
-
-# ---------------------------------------------------------------------- the mixture's precision
-def test_the_division_is_fitted_on_fp32_losses_under_bf16_training(small_ws, monkeypatch):
-    import dividemix.training.workspace as workspace
-
-    seen = []
-    real = workspace.eval_logits
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs["amp"])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(workspace, "eval_logits", spy)
-    ws = dataclasses.replace(small_ws, config=parse_config(tiny_params(**{"train.amp": True})))
-    net = ws.new_net(1)
-    train_loop.divide_for(net, ws, train_loop.LossHistory(1), 2, 1)
-    assert seen == [False]  # the division's pass in fp32 ...
-    ws.logits(net, ws.test_images)
-    assert seen == [False, True]  # ... the others under the training's bf16
+    if protocol == "clothing1m":
+        clean = dataclasses.replace(division(np.ones(N_SMALL // 2, dtype=bool)), sample_index=np.arange(0, N_SMALL, 2))
+    else:
+        clean = division(np.ones(N_SMALL, dtype=bool))
+    before = [p.detach().clone() for p in net.parameters()]
+    rows = dividemix_epoch(net, peer, optimizer, ws, clean, 2, 1)
+    steps = 2 if protocol == "clothing1m" else 4
+    assert rows["n_unlabeled"] == [0] * steps and rows["n_labeled"] == [len(clean.labeled)] * steps
+    assert np.isfinite(rows["loss"]).all() and rows["loss_u"] == [0.0] * steps
+    assert any(not torch.equal(a, b) for a, b in zip(net.parameters(), before))  # it trained
 
 
 # ------------------------------------------------------------------ division on a verified subset
@@ -183,8 +160,16 @@ def test_precision_recall_and_auc_rest_on_the_verified_samples_only(tmp_path):
 
 
 # ------------------------------------------------------------------- the paper's figures beside
-WEB = {"data.dataset": "webvision", "noise.mode": "none", "noise.rate": 0.5, "noise.file": None, "noise.key": None,
-       "train.protocol": "webvision", "model.arch": "inception_resnet_v2"}
+def preset_run(name: str) -> dict:
+    """Every parameter of a run of preset `name` (like for like with its paper cell), dotted."""
+    from dividemix.config import Config, select
+    from dividemix.paper.presets import apply_overrides, get_preset
+
+    config = parse_config(apply_overrides(tiny_params(), get_preset(name).overrides | {"data.root": "/data/web"}))
+    return select(config, [f"{s}.{k}" for s, f in Config.model_fields.items() for k in f.annotation.model_fields])
+
+
+WEB = preset_run("webvision")
 
 
 def web_metrics(**values) -> dict:
@@ -204,7 +189,7 @@ def test_the_report_sets_each_webvision_number_beside_the_papers():
 
 
 def test_clothing1m_is_compared_on_the_best_validation_weights_or_said_not_like_for_like():
-    cell = WEB | {"data.dataset": "clothing1m", "train.protocol": "clothing1m", "model.arch": "resnet50"}
+    cell = preset_run("clothing1m")
     run, paper = paper_comparison(cell, web_metrics(test_acc_best_val=0.7, test_acc_best=0.9)).rows[0][1:]
     assert (run, paper) == ("70.00% (best-validation weights)", "74.76%")
     without_val = paper_comparison(cell, web_metrics(test_acc_last10=0.6, test_acc_best=0.9)).rows[0][1]
@@ -215,16 +200,18 @@ def test_the_table_lists_the_web_figures_with_mean_and_std_over_seeds():
     runs = [(f"wv-s{seed}", WEB | {"train.seed": seed}, web_metrics(test_acc_last10=a, test_top5_last10=b,
                                                                        test2_acc_last10=c, test2_top5_last10=d))
             for seed, (a, b, c, d) in enumerate([(0.70, 0.90, 0.60, 0.80), (0.72, 0.92, 0.62, 0.84)])]
-    clothing = WEB | {"data.dataset": "clothing1m", "train.protocol": "clothing1m", "model.arch": "resnet50"}
+    clothing = preset_run("clothing1m")
     runs.append(("c1m", clothing, web_metrics(test_acc_best_val=0.74, test_acc_best=0.8, test_acc_last10=0.73)))
     markdown = to_markdown(build_rows(runs))
     lines = markdown.splitlines()
-    web = "| webvision no noise injected (model.arch='inception_resnet_v2', train.protocol='webvision') |"
-    assert f"{web} WebVision val top-1 | 71.00 ± 1.41 | 77.32 |" in lines
-    assert f"{web} ILSVRC12 val top-5 (same 50 classes) | 82.00 ± 2.83 | 90.84 |" in lines
-    c1m = "| clothing1m no noise injected (model.arch='resnet50', train.protocol='clothing1m') |"
-    assert f"{c1m} Clothing1M test top-1 (best-validation weights, ensembled) | 74.00 | 74.76 |" in lines
-    main = next(line for line in lines if line.startswith(f"{c1m} 1 |"))
+    def row(setting: str, figure: str) -> str:
+        return next(line for line in lines if line.startswith(f"| {setting} ") and f"| {figure} |" in line)
+
+    assert row("webvision", "WebVision val top-1").endswith("| 71.00 ± 1.41 | 77.32 | like for like |")
+    assert row("webvision", "ILSVRC12 val top-5 (same 50 classes)").endswith("| 82.00 ± 2.83 | 90.84 | like for like |")
+    assert row("clothing1m", "Clothing1M test top-1 (best-validation weights, ensembled)").endswith(
+        "| 74.00 | 74.76 | like for like |")
+    main = next(line for line in lines if line.startswith("| clothing1m ") and " | 1 | " in line)
     assert "74.76" not in main  # never beside the best epoch (an oracle): only in the figures' table
 
 

@@ -136,6 +136,18 @@ def test_clothing_blank_lines_keep_line_numbers_and_names_default(tmp_path):
     assert text / "category_names_eng.txt" not in sources.files
 
 
+def test_clothing_a_key_repeated_with_its_label_is_read_once_and_said(tmp_path):
+    """The official loader reads a kv file into a dict (dl_c L24): a key repeated with the same label
+    changes nothing there, so it is accepted here too, but said in a note, never silently."""
+    root, text = clothing_tree(tmp_path)
+    lines = (text / "noisy_label_kv.txt").read_text().splitlines()
+    write_lines(text / "noisy_label_kv.txt", lines[:3] + [lines[1], lines[2]] + lines[3:])
+    sources = clothing(root)
+    np.testing.assert_array_equal(sources.lists["train"].labels, [label for _, label in C_TRAIN])
+    assert sources.notes == (("noisy_label_kv.txt: 2 line(s) repeat an earlier key with the same label (first at "
+                              "line 4); each key read once, as the official loader does"),)
+
+
 def _edit(text: Path, name: str, lines: list[str]) -> None:
     write_lines(text / name, lines)
 

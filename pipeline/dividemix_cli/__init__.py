@@ -1,5 +1,6 @@
 """The `dividemix` console script: orchestration (run, serve, sweep), audit (diff, trace, export),
-presets and the code deps of dvc.yaml, as subcommands of one program.
+the trained model (predict, export-model), presets and the code deps of dvc.yaml, as subcommands
+of one program.
 
 Each subcommand group lives in its own module with a `register(subparsers)` function; a handler
 takes the parsed arguments and returns an exit code. Heavy imports (Prefect, torch) happen inside
@@ -12,10 +13,10 @@ import argparse
 import os
 import sys
 
-from dividemix_cli import audit, deps, flows, join, presets, sweep, table
+from dividemix_cli import audit, deps, flows, join, model, presets, sweep, table
 from dividemix_cli.errors import CliError
 
-GROUPS = (flows, sweep, table, audit, presets, deps, join)
+GROUPS = (flows, sweep, table, audit, model, presets, deps, join)
 
 
 def build_parser() -> argparse.ArgumentParser:

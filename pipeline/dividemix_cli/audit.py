@@ -136,15 +136,19 @@ def run_trace(args: argparse.Namespace) -> int:
     truth = run_epochs.sample_truth(source, args.samples) or {}
     threshold = run_epochs.division_threshold(run_epochs.recorded_params(source))
     epochs = sorted(frame["epoch"].unique())
+    ruled = "rule" in frame.columns  # a selection rule other than the GMM (train.selection)
+    rule = ("labeled = each class's quota of the lowest loss_norm (the rule's divergence), clean_prob = its weight w"
+            if ruled else f"labeled = clean_prob > {threshold}")
     print(f"run: {source.name}; division epochs {run_epochs.describe_epochs(epochs)} (warm-up epochs have no division); "
-          f"labeled = clean_prob > {threshold}")
+          f"{rule}")
     for sample, rows in frame.groupby("sample_index", sort=True):
         noisy = int(rows["noisy_label"].iloc[0])
         known = ""
         if sample in truth:
             known = f"; true label {truth[sample]} ({'correct' if truth[sample] == noisy else 'wrong'})"
         print(f"\nsample {sample}: noisy label {noisy}{known}")
-        print(text.text_table(rows[["net", "epoch", "loss", "loss_norm", "clean_prob", "labeled"]]))
+        shown = ["net", "epoch", "loss", "loss_norm", "clean_prob", "labeled"] + (["rule", "cut", "quota"] if ruled else [])
+        print(text.text_table(rows[shown]))
     if args.plot is not None:
         from dividemix.files.atomic import write_atomic
 

@@ -6,8 +6,10 @@
     dividemix preset queue --table cifar [--params params.yaml] [--set KEY=VALUE ...] [--run] [--dry-run]
 
 `apply` rewrites the parameter file with the preset's keys set (its comments and every other key
-kept), validated before anything is written, atomically. `--set` adds keys a preset leaves to the
-user (Clothing1M's and WebVision's data.root and lists) or changes one of its values. `queue` queues one DVC experiment per
+kept), validated before anything is written, atomically. A preset never names the data locations its
+data set reads (data.root; WebVision's data.imagenet_val): those of the parameter file are kept, on
+apply and in every queued experiment. `--set` gives them (or any key) or changes one of the preset's
+values. Values are read as DVC reads params.yaml (YAML 1.2). `queue` queues one DVC experiment per
 preset of a table (`dvc exp run --queue -n NAME -S key=value ...`), each validated first; `--run`
 then starts the queue with one worker (`dvc queue start -j 1`).
 """
@@ -73,13 +75,18 @@ def _percent(value: float | None) -> str:
 
 
 def cmd_list(args) -> int:
+    from dividemix.paper.preset import PROTOCOL_NAMES
     from dividemix.paper.presets import PRESETS
 
     width = max(len(name) for name in PRESETS)
     print(f"{'preset':<{width}}  {'table':<10}  {'best %':>6}  {'last %':>6}  description")
     for preset in PRESETS.values():
+        # "best %" is the best epoch (an oracle) and "last %" the last 10: the web tables' figures are
+        # neither (best-validation weights; an unnamed epoch), so they are named after the description.
+        figures = "".join(f"; paper ({PROTOCOL_NAMES[figure.protocol]}): " for figure in preset.figures[:1])
+        figures += ", ".join(f"{figure.label} {figure.value:.2f}" for figure in preset.figures)
         print(f"{preset.name:<{width}}  {preset.table:<10}  {_percent(preset.paper_best):>6}  "
-              f"{_percent(preset.paper_last):>6}  {preset.description}")
+              f"{_percent(preset.paper_last):>6}  {preset.description}{figures}")
     return 0
 
 
@@ -89,10 +96,10 @@ def cmd_show(args) -> int:
     preset = get_preset(args.name)
     print(f"{preset.name}: {preset.description}")
     if preset.figures:  # the web tables: each number with the protocol that measured it
-        protocols = {"best_val": "the ensemble of each network's best-validation weights",
-                     "per_epoch": "an epoch the paper does not name"}
+        from dividemix.paper.preset import PROTOCOL_NAMES
+
         for figure in preset.figures:
-            print(f"paper: {figure.label} {figure.value:.2f}% ({protocols[figure.protocol]})")
+            print(f"paper: {figure.label} {figure.value:.2f}% ({PROTOCOL_NAMES[figure.protocol]})")
     else:
         print(f"paper: last (mean of the last 10 epochs) {_percent(preset.paper_last)}%, best epoch (an oracle: chosen "
               f"on the test set) {_percent(preset.paper_best)}%"
@@ -106,8 +113,9 @@ def cmd_show(args) -> int:
 
 
 def parse_sets(sets: list[str]) -> dict[str, Any]:
-    """`--set section.key=value` arguments as dotted overrides; values parsed as YAML (as `dvc exp run -S`)."""
-    import yaml
+    """`--set section.key=value` arguments as dotted overrides; values parsed as YAML 1.2, as DVC
+    parses params.yaml (`1e-5` is a number)."""
+    from dividemix.config import ConfigError, parse_params_text
 
     out = {}
     for item in sets:
@@ -115,8 +123,8 @@ def parse_sets(sets: list[str]) -> dict[str, Any]:
         if not sep or key.count(".") != 1 or not all(key.split(".")):
             raise CliError(f"--set {item!r}: expected section.key=value, e.g. data.root=/data/clothing1m")
         try:
-            out[key] = yaml.safe_load(text) if text else None
-        except yaml.YAMLError:
+            out[key] = parse_params_text(text, source="--set") if text else None
+        except ConfigError:
             raise CliError(f"--set {item!r}: the value is not valid YAML") from None
     return out
 
@@ -136,6 +144,16 @@ def _read_params(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CliError(f"{path}: parameter file not found") from None
+
+
+def _parsed(text: str, source: str):
+    """The parameter file's mapping as the stages and DVC read it (YAML 1.2, `config.parse_params_text`)."""
+    from dividemix.config import ConfigError, parse_params_text
+
+    try:
+        return parse_params_text(text, source=source)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
 
 
 def apply_to_text(text: str, overrides: dict[str, Any]) -> str:
@@ -164,18 +182,19 @@ def apply_to_text(text: str, overrides: dict[str, Any]) -> str:
 
 
 def cmd_apply(args) -> int:
-    import yaml
-
     from dividemix.config import ConfigError, parse_config
     from dividemix.files.atomic import write_text_atomic
     from dividemix.paper.presets import get_preset
 
     preset = get_preset(args.name)
     overrides = _overrides(preset, args.sets)
-    new_text = apply_to_text(_read_params(args.params), overrides)
+    text = _read_params(args.params)
+    _parsed(text, str(args.params))  # broken YAML: one line, before the round trip
+    new_text = apply_to_text(text, overrides)
     # Validate exactly what will be written, read back as every stage reads it.
     try:
-        parse_config(yaml.safe_load(new_text), source=f"{args.params} with preset {preset.name}")
+        source = f"{args.params} with preset {preset.name}"
+        parse_config(_parsed(new_text, source), source=source)
     except ConfigError as exc:
         raise CliError(f"{exc}{_hint(preset)}") from None
     write_text_atomic(args.params, new_text)
@@ -229,13 +248,11 @@ def seeded(presets, args, raw: dict) -> list[tuple[str, dict[str, Any]]]:
 
 
 def cmd_queue(args) -> int:
-    import yaml
-
     from dividemix.config import ConfigError, parse_config
     from dividemix.paper.presets import apply_overrides, presets_in_table
 
     presets = presets_in_table(args.table)
-    raw = yaml.safe_load(_read_params(args.params)) or {}
+    raw = _parsed(_read_params(args.params), str(args.params)) or {}
     if not isinstance(raw, dict):
         raise CliError(f"{args.params}: the top level must be a mapping of sections")
     for preset in presets:  # every experiment validated before any is queued

@@ -2,7 +2,8 @@
 
 Rows are settings (data set and noise, plus whatever else differs between rows), the seeds of a
 setting are pooled: "last 10" and "best epoch" as mean ± std over them, the paper's number beside
-each where a preset names the cell. Printed as Markdown; `--out DIR` also writes table.md,
+each where a preset names the cell and the run is like for like with it (else the row lists where it
+departs: `dividemix.paper.presets.preset_differences`). Printed as Markdown; `--out DIR` also writes table.md,
 table.csv and table.html there (and figures.csv: the paper's Clothing1M and WebVision figures).
 """
 
@@ -17,7 +18,8 @@ from dividemix_cli.flows import _repo, _repo_argument
 
 def register(subparsers) -> None:
     table = subparsers.add_parser(
-        "table", help="experiments as the paper's table: mean ± std over seeds, the paper's number beside",
+        "table", help="experiments as the paper's table: mean ± std over seeds, the paper's number beside "
+        "like-for-like runs",
         description=__doc__.split("\n\n")[0],
     )
     table.add_argument("names", nargs="*", metavar="NAME", help="experiments to include (default: all)")

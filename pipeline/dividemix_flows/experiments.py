@@ -52,12 +52,10 @@ def dvc(repo: str | Path, *args: str) -> subprocess.CompletedProcess:
 def override_errors(params_file: str | Path, overrides: dict[str, Any]) -> list[str]:
     """Every problem of `overrides` (dotted keys -> values) applied over `params_file`: one line
     each, naming the key; empty when the stages would accept them."""
-    import yaml
-
-    from dividemix.config import config_errors
+    from dividemix.config import config_errors, read_params
 
     params_file = Path(params_file)
-    raw = yaml.safe_load(params_file.read_text()) or {}
+    raw = read_params(params_file) or {}  # as DVC reads it (YAML 1.2)
     errors = []
     for key, value in overrides.items():
         if not isinstance(key, str) or not KEY.match(key):

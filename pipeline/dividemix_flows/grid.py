@@ -57,14 +57,14 @@ def with_seeds(points: list[dict[str, str]], params_file: str | Path, count: int
     data (train.seed), the spread a user meets when running a setting again. `keys` ("train.seed"
     alone) keeps the noisy labels fixed to measure the training's own variance.
     """
-    import yaml
+    from dividemix.config import read_params
 
     if count < 1:
         raise ValueError(f"--seeds {count}: the number of seeds must be at least 1")
     unknown = [key for key in keys if key not in SEED_KEYS]
     if unknown:
         raise ValueError(f"--seed-keys {','.join(unknown)}: allowed: {', '.join(SEED_KEYS)}")
-    raw = yaml.safe_load(Path(params_file).read_text()) or {}
+    raw = read_params(params_file) or {}  # as DVC reads it (YAML 1.2)
     out = []
     for point in points:
         clash = [key for key in keys if key in point]
@@ -79,10 +79,10 @@ def typed_value(key: str, value: str) -> Any:
     """`value` as `dvc exp run -S key=value` will write it into params.yaml."""
     try:
         from hydra.core.override_parser.overrides_parser import OverridesParser
-    except ImportError:  # DVC installs Hydra; YAML is its close cousin for plain scalars
-        import yaml
+    except ImportError:  # DVC installs Hydra; YAML 1.2 (as DVC reads params.yaml) is its close cousin for plain scalars
+        from dividemix.config import parse_params_text
 
-        return yaml.safe_load(value)
+        return parse_params_text(value, source=f"--set {key}")
     try:
         override = OverridesParser.create().parse_override(f"{key}={value}")
     except Exception as exc:  # Hydra's grammar errors are multi-line
@@ -96,14 +96,12 @@ def validate_points(params_file: str | Path, points: list[dict[str, str]]) -> No
     """Raise ValueError (one line) if any point's parameters would be refused by the stages."""
     import copy
 
-    import yaml
-
-    from dividemix.config import ConfigError, parse_config
+    from dividemix.config import ConfigError, parse_config, read_params
 
     params_file = Path(params_file)
     try:
-        base = yaml.safe_load(params_file.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        base = read_params(params_file) or {}  # as DVC reads it (YAML 1.2)
+    except OSError as exc:
         raise ValueError(f"{params_file}: cannot read the parameters ({exc})") from None
     for point in points:
         raw = copy.deepcopy(base)

@@ -140,7 +140,8 @@ def diff_runs(
             la, lb = div_a.labeled[net], div_b.labeled[net]
             prob_a, prob_b = div_a.clean_prob[net], div_b.clean_prob[net]
             rows.append({"epoch": epoch, "net": net, **compare_divisions(la, lb, prob_a, prob_b),
-                         **side_measures("a", la, prob_a, clean_a), **side_measures("b", lb, prob_b, clean_b)})
+                         **side_measures("a", la, prob_a, clean_a), **side_measures("b", lb, prob_b, clean_b),
+                         **rule_columns(div_a, div_b, net)})
             if by_class:
                 classes = compare_by_class(div_a.noisy_label, la, lb, prob_a, prob_b, clean_a, clean_b, num_classes)
                 class_rows.append(classes.assign(epoch=epoch, net=net))
@@ -155,6 +156,15 @@ def diff_runs(
         frame = pd.concat(class_rows, ignore_index=True)
         result.by_class = frame[["epoch", "net", *[c for c in frame.columns if c not in ("epoch", "net")]]]
     return result
+
+
+def rule_columns(div_a: EpochDivision, div_b: EpochDivision, net: int) -> dict:
+    """Each side's selection rule and what it used (cut, selection ratio, quota per class), when
+    either side is not the GMM: a GMM run's summary keeps its columns."""
+    rec = {"a": (div_a.selection or {}).get(net, {"rule": "gmm"}), "b": (div_b.selection or {}).get(net, {"rule": "gmm"})}
+    if all(r["rule"] == "gmm" for r in rec.values()):
+        return {}
+    return {f"{key}_{side}": r.get(key) for key in ("rule", "cut", "selection_ratio", "quota") for side, r in rec.items()}
 
 
 class PerSampleWriter:

@@ -41,6 +41,16 @@ def read_division_file(
 
     With `samples`, only those sample indices' rows are kept (filtered in Arrow, before pandas).
     """
+    table, meta = read_division_meta(source, epoch, columns, samples)
+    return table, meta.get("params", {})
+
+
+def read_division_meta(
+    source: RunSource, epoch: int, columns: list[str], samples: list[int] | None = None
+) -> tuple[pa.Table, dict]:
+    """`read_division_file` with the file's whole `dividemix.meta`: its parameters and, for a
+    selection rule other than the GMM, its record (`selection`: per network the rule, its cut,
+    selection ratio, per-class quota and what each class took; `selection_of`)."""
     relative = _division_file(epoch)
     with source.open(relative) as handle, artifacts.readable(source.where(relative)):
         parquet = pq.ParquetFile(handle)
@@ -50,8 +60,13 @@ def read_division_file(
         table = parquet.read(columns=columns)
     if samples is not None:
         table = table.filter(pc.is_in(table.column("sample_index"), value_set=pa.array(samples, pa.int64())))
-    meta = json.loads(raw) if raw else {}
-    return table, meta.get("params", {})
+    return table, json.loads(raw) if raw else {}
+
+
+def selection_of(meta: dict, net: int) -> dict:
+    """Network `net`'s selection record in a division file's meta; a GMM division's: {"rule": "gmm"}
+    (its record is the mixtures' file)."""
+    return meta.get("selection", {}).get(str(net)) or {"rule": "gmm"}
 
 
 def recorded_params(source: RunSource) -> dict[str, Any]:
@@ -72,6 +87,7 @@ class EpochDivision:
     labeled: dict[int, np.ndarray]
     noisy_label: np.ndarray
     params: dict[str, Any]
+    selection: dict[int, dict] | None = None  # net -> the rule's record (`selection_of`)
 
     @property
     def n_train(self) -> int:
@@ -100,7 +116,8 @@ def _dense(sample_index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
 
 def read_epoch(source: RunSource, epoch: int) -> EpochDivision:
     """One epoch's divisions as dense per-network arrays; refuses incomplete sample indices."""
-    table, params = read_division_file(source, epoch, DIFF_COLUMNS)
+    table, meta = read_division_meta(source, epoch, DIFF_COLUMNS)
+    params = meta.get("params", {})
     net = table.column("net").to_numpy()
     index = table.column("sample_index").to_numpy()
     prob = table.column("clean_prob").to_numpy()
@@ -122,7 +139,7 @@ def read_epoch(source: RunSource, epoch: int) -> EpochDivision:
             noisy_label = _dense(idx, noisy[rows], n)
     if noisy_label is None:
         raise AuditError(f"{source.name}: epoch {epoch}: the division file holds no rows")
-    return EpochDivision(epoch, clean_prob, labeled_by, noisy_label, params)
+    return EpochDivision(epoch, clean_prob, labeled_by, noisy_label, params, {k: selection_of(meta, k) for k in nets})
 
 
 def read_truth_mask(source: RunSource, n_train: int) -> np.ndarray | None:

@@ -25,6 +25,8 @@ def summary_columns(result: DiffResult) -> list[str]:
     for side, known in (("a", result.truth_a), ("b", result.truth_b)):
         if known:
             columns += [f"precision_{side}", f"recall_{side}", f"auc_{side}"]
+    # a selection rule other than the GMM on either side: what each side's rule used (diff.rule_columns)
+    columns += [c for key in ("rule", "cut", "quota") for c in (f"{key}_a", f"{key}_b") if c in result.summary.columns]
     return columns
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 from matplotlib.ticker import MaxNLocator
 
-from dividemix.audit.epochs import division_epochs, read_division_file
+from dividemix.audit.epochs import division_epochs, read_division_file, read_division_meta, selection_of
 from dividemix.audit.sources import AuditError, RunSource
 from dividemix.drawing.plots import figure_png, plt
 
@@ -29,9 +29,24 @@ def trace_samples(source: RunSource, samples: list[int]) -> pd.DataFrame:
             f"{source.name}: sample {', '.join(map(str, unknown))} not in the training set; allowed: {low}..{high}"
         )
     wanted = sorted(set(samples))
-    tables = [read_division_file(source, epoch, TRACE_COLUMNS, samples=wanted)[0] for epoch in epochs]
-    frame = pa.concat_tables(tables).to_pandas()
+    read = [read_division_meta(source, epoch, TRACE_COLUMNS, samples=wanted) for epoch in epochs]
+    frame = pa.concat_tables([table for table, _ in read]).to_pandas()
+    metas = {epoch: meta for epoch, (_, meta) in zip(epochs, read)}
+    if any(meta.get("selection") for meta in metas.values()):
+        frame = with_rule(frame, metas)
     return frame.sort_values(["sample_index", "net", "epoch"], kind="stable").reset_index(drop=True)
+
+
+def with_rule(frame: pd.DataFrame, metas: dict[int, dict]) -> pd.DataFrame:
+    """Each row's selection rule, its cut and its quota for the sample's given class (a rule other
+    than the GMM: `loss_norm` is then that rule's input, e.g. uniform_jsd's divergence)."""
+    records = [selection_of(metas[int(e)], int(n)) for e, n in zip(frame["epoch"], frame["net"])]
+    taken = [r.get("taken") for r in records]
+    return frame.assign(
+        rule=[r["rule"] for r in records],
+        cut=[r.get("cut") for r in records],
+        quota=[None if t is None else t[int(c)] for t, c in zip(taken, frame["noisy_label"])],
+    )
 
 
 def trace_plot(frame: pd.DataFrame, threshold: float) -> bytes:

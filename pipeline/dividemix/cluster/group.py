@@ -34,6 +34,7 @@ class Cluster:
     world: int = 1
     writer: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    sync_batchnorm: bool = False  # distributed.sync_batchnorm (CUDA only)
 
     @property
     def is_writer(self) -> bool:
@@ -53,13 +54,18 @@ class Cluster:
         return positions % max(n, 1)
 
     def split(self, batch: torch.Tensor) -> torch.Tensor:
-        """This process's share of one step's batch (host indices): every world-th sample. A batch
-        smaller than the world is repeated first, so that no process steps on nothing."""
+        """This process's share of one step's batch (host indices): every world-th sample, contiguous
+        (one copy to the device, pinned as it is). A batch smaller than the world is repeated
+        first, so that no process steps on nothing: a repeat is not real (`real`) and weighs 0."""
         if not self.spread or len(batch) == 0:
             return batch
         if len(batch) < self.world:
             batch = batch.repeat(-(-self.world // len(batch)))[: self.world]
-        return batch[self.rank :: self.world]
+        return batch[self.rank :: self.world].contiguous()
+
+    def real(self, n: int) -> int:
+        """How many of the samples in this process's `split` of a batch of n are real (not repeats)."""
+        return len(range(self.rank, n, self.world))
 
     # --- collectives -----------------------------------------------------------------------------
     def gather(self, local: torch.Tensor, n: int) -> torch.Tensor:
@@ -81,6 +87,13 @@ class Cluster:
         torch.distributed.all_reduce(values)
         return values / self.world
 
+    def all_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The sum over processes, with autograd: its backward sums the processes' gradients (a
+        loss computed from it in every process, like the prior penalty on the global mean)."""
+        if not self.spread:
+            return tensor
+        return _AllSum.apply(tensor)
+
     def from_writer(self, tensor: torch.Tensor) -> torch.Tensor:
         """The writer's `tensor` on every process (same shape and dtype everywhere)."""
         if self.spread:
@@ -96,11 +109,22 @@ class Cluster:
         return box[0]
 
     def sync_buffers(self, net: nn.Module) -> None:
-        """Rank 0's BatchNorm statistics in every process (DDP's own authority, before an eval
-        pass or a checkpoint: the guessing passes move each process's statistics on its own)."""
+        """The writer's BatchNorm statistics in every process, before every pass that uses them
+        (an eval pass, the peer's guesses in the other network's epoch) and every checkpoint:
+        each process's training passes move its own on its share of the batches. (Within an
+        epoch DDP broadcasts rank 0's before each forward with gradients; at every boundary the
+        writer's are taken, so that what it checkpoints is what every process used.)"""
         if self.spread:
             for buffer in net.buffers():
-                torch.distributed.broadcast(buffer, src=0)
+                torch.distributed.broadcast(buffer, src=self.writer)
+
+    def all_objects(self, value) -> list:
+        """Every process's small Python object, in rank order, on every process."""
+        if not self.spread:
+            return [value]
+        out = [None] * self.world
+        torch.distributed.all_gather_object(out, value)
+        return out
 
     def _collective_device(self) -> torch.device:
         return self.device if self.device.type == "cuda" else torch.device("cpu")
@@ -111,6 +135,8 @@ class Cluster:
         itself alone. Every parameter is used by every step (no find_unused_parameters)."""
         if not self.spread:
             return net
+        if self.sync_batchnorm:  # (in place: the BatchNorm modules inside `net` are replaced)
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
         # A convolution over one input channel (digits) returns its weight's gradient with another
         # stride on the size-1 dimension: the same memory, so DDP's warning says nothing here.
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
@@ -119,15 +145,37 @@ class Cluster:
         return nn.parallel.DistributedDataParallel(net, device_ids=ids, gradient_as_bucket_view=True)
 
 
+class _AllSum(torch.autograd.Function):
+    """all_reduce(SUM) whose backward is all_reduce(SUM) of the gradients. (torch's own,
+    torch.distributed.nn.functional.all_reduce, is deprecated in 2.14 for functional collectives
+    that have no backward for it.) Every process calls both, in the same order: the forward in
+    the step, the backward as autograd reaches it, before any DDP bucket (the loss comes first)."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        out = tensor.clone(memory_format=torch.contiguous_format)
+        torch.distributed.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone(memory_format=torch.contiguous_format)
+        torch.distributed.all_reduce(grad)
+        return grad
+
+
 def plain(net: nn.Module) -> nn.Module:
     """The module inside a DDP wrapper (or `net`): passes through it run no collective, so a
     no-grad pass never waits for the other processes (the guessing and eval passes)."""
     return getattr(net, "module", net)
 
 
-def join(device: torch.device, *, expected: int, timeout_s: int) -> Cluster:
+def join(device: torch.device, *, expected: int, timeout_s: int, sync_batchnorm: bool = False) -> Cluster:
     """This process's Cluster: from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK), the
     process group opened (NCCL on CUDA, gloo on the CPU); without it, one process."""
+    if sync_batchnorm and device.type != "cuda":
+        raise ValueError(f"distributed.sync_batchnorm: SyncBatchNorm runs on CUDA only (this run's device is "
+                         f"{device.type}); set it false, or train on GPUs")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if "RANK" not in os.environ or world == 1:
         return Cluster(device=device)
@@ -148,4 +196,4 @@ def join(device: torch.device, *, expected: int, timeout_s: int) -> Cluster:
     if int(flags.sum()) != 1:
         raise RuntimeError(f"distributed: {int(flags.sum())} machines say they launched the stage; exactly one "
                            "runs it through DVC, the others join with `dividemix join`")
-    return Cluster(rank=rank, world=world, writer=int(flags.argmax()), device=device)
+    return Cluster(rank=rank, world=world, writer=int(flags.argmax()), device=device, sync_batchnorm=sync_batchnorm)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError, model_validator
 
 from dividemix import catalog
@@ -47,6 +46,9 @@ class Config(_Section):
         if spread.machines > 1 and spread.rendezvous is None:
             raise ValueError("distributed.rendezvous: needed with several machines (distributed.machines "
                              f"{spread.machines}): the first machine's host:port, which every machine joins")
+        if spread.sync_batchnorm and self.train.device == "cpu":
+            raise ValueError("distributed.sync_batchnorm: SyncBatchNorm runs on CUDA only (train.device is cpu); "
+                             "set it false, or train on GPUs")
         return self
 
     @model_validator(mode="after")
@@ -86,6 +88,22 @@ class Config(_Section):
             )
         if noise.file is not None and not noise.file.endswith(".pt") and noise.key is not None:
             raise ValueError("noise.key: only read for a .pt label file (Parquet and CSV have a label column); set it to null")
+        return self
+
+
+    @model_validator(mode="after")
+    def _switches_agree(self) -> "Config":
+        """The opt-in switches (train.augment, train.selection) with the keys they meet."""
+        train = self.train
+        if train.selection_ensemble and train.selection != "uniform_jsd":
+            raise ValueError(f"train.selection_ensemble: read by train.selection 'uniform_jsd' only (it is "
+                             f"{train.selection!r}); set it to false")
+        if train.selection == "uniform_jsd" and train.loss_history > 1:
+            raise ValueError(f"train.loss_history: train.selection 'uniform_jsd' keeps no loss history; allowed: 1 "
+                             f"(it is {train.loss_history})")
+        if train.augment == "weak_strong" and not self.ablation.augmentation:
+            raise ValueError("train.augment: 'weak_strong' needs ablation.augmentation true (its weak views are the "
+                             "training transform); allowed with the ablation: 'paper'")
         return self
 
 
@@ -157,20 +175,39 @@ def config_errors(raw: Any, *, source: str = "params") -> list[str]:
     return []
 
 
-def load_config(path: str | Path = "params.yaml") -> Config:
-    """Read and validate `params.yaml`; raise `ConfigError` (one line) on any problem."""
-    path = Path(path)
+def parse_params_text(text: str, *, source: str = "params.yaml") -> Any:
+    """The nested mapping of a parameter file's `text`, read as DVC reads it; ConfigError (one line)
+    when it is not YAML.
+
+    DVC reads and writes params.yaml with ruamel.yaml's safe loader, YAML 1.2: `dvc exp run -S
+    train.p_threshold=0.000001` writes `1e-06`, a number in YAML 1.2 but a string in PyYAML's
+    YAML 1.1. Reading it as DVC does keeps the stages and DVC agreeing on every value; a genuinely
+    quoted "0.5" stays a string, and strict validation still refuses it.
+    """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: parameter file not found") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        return YAML(typ="safe").load(text)
+    except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}") from None
-    return parse_config(raw, source=str(path))
+        raise ConfigError(f"{source}: not valid YAML{where}") from None
+
+
+def read_params(path: str | Path = "params.yaml") -> Any:
+    """The nested mapping of the parameter file at `path`, unvalidated (`parse_params_text`)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: parameter file not found") from None
+    return parse_params_text(text, source=str(path))
+
+
+def load_config(path: str | Path = "params.yaml") -> Config:
+    """Read (as DVC does: YAML 1.2) and validate `params.yaml`; raise `ConfigError` (one line) on any problem."""
+    return parse_config(read_params(path), source=str(path))
 
 
 def select(config: Config, keys: list[str] | tuple[str, ...]) -> dict[str, Any]:

@@ -42,7 +42,8 @@ FOLDER_ONLY = STORED_ONLY + LISTS_ONLY + ("num_classes", "imagenet_val")
 # Keys that change how a stage runs but no byte of what it writes: read, but no stage's DVC
 # parameter, so that changing them reruns nothing (decode processes, where training holds images).
 RESULT_NEUTRAL = ("data.workers", "data.storage", "distributed.rendezvous", "distributed.run_id",
-                  "distributed.max_restarts", "distributed.timeout_s")
+                  "distributed.max_restarts", "distributed.timeout_s", "distributed.local_addr",
+                  "distributed.join_timeout_s")
 
 
 class DataConfig(_Section):
@@ -176,6 +177,18 @@ class TrainConfig(_Section):
     channels_last: bool = False
     compile: bool = False  # torch.compile the networks
     eval_batch_size: PositiveInt = 1024
+    # Beyond the paper, opt-in (defaults: DivideMix byte for byte). augment: paper (every view the
+    # weak crop + flip) or weak_strong (AugDesc-WS: weak views guess and refine, strong views, the
+    # weak transform then strong_policy per image, are MixMatch's inputs). strong_policy: one of
+    # torchvision's (images.views.weak_strong.POLICIES), read with weak_strong only.
+    augment: Literal["paper", "weak_strong"] = "paper"
+    strong_policy: Literal["autoaugment_cifar10", "autoaugment_imagenet", "autoaugment_svhn", "randaugment",
+                           "trivialaugment_wide"] = "autoaugment_cifar10"
+    # selection: gmm (DivideMix's mixture) or uniform_jsd (UNICON's per-class quotas of the lowest
+    # Jensen-Shannon divergence; method.selection). selection_ensemble: uniform_jsd's divergence from
+    # both networks' mean prediction (UNICON's; both divisions then equal); false: each its own.
+    selection: Literal["gmm", "uniform_jsd"] = "gmm"
+    selection_ensemble: bool = False  # (the checks across keys: config.Config._switches_agree)
 
     @field_validator("warmup_epochs")
     @classmethod
@@ -219,12 +232,21 @@ class DistributedConfig(_Section):
     # "host:port" of the c10d rendezvous (the first machine's address and a free port), needed
     # with several machines; null: this machine alone. Changes no result.
     rendezvous: str | None = None
-    # The rendezvous id (each stage adds its name): two runs at once on one host need two.
+    # The rendezvous id (each launch adds its stage and a fresh attempt id): two runs at once on one
+    # host need two.
     run_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = "dividemix"
     # torchrun's restarts of a failed process group; each restart resumes from the last epoch.
     max_restarts: NonNegativeInt = 0
     # Collectives' timeout: a dead peer is noticed at once, a hung one after this many seconds.
     timeout_s: PositiveInt = 1800
+    # The address this machine's agent gives the others (null: its host name; 127.0.0.1 when the
+    # rendezvous is on loopback). Changes no result.
+    local_addr: str | None = None
+    # How long a rendezvous waits for every machine, and `dividemix join` for the next stage.
+    join_timeout_s: PositiveInt = 600
+    # BatchNorm statistics over the whole global batch (SyncBatchNorm: CUDA only, refused on a
+    # CPU) instead of each process's share; no effect with one process.
+    sync_batchnorm: bool = False
 
     @field_validator("rendezvous")
     @classmethod

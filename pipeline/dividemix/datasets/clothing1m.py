@@ -42,14 +42,16 @@ def clothing1m_sources(data: "DataConfig") -> SourceSet:
             raise DataSourceError(f"{path}: Clothing1M file not found (the text files are read from the first "
                                   f"of {_places(root, ', ')} that holds {NOISY_KV})")
     strip = _strips_prefix(root, named[TRAIN_KEYS])
-    noisy = _read_kv(named[NOISY_KV])  # dl_c L19-24: training labels
+    repeats: list[str] = []
+    noisy = _read_kv(named[NOISY_KV], repeats)  # dl_c L19-24: training labels
     lists = {"train": _split(named[TRAIN_KEYS], named[NOISY_KV], noisy, root, strip)}
     del noisy  # ~1M keys: not held past building the list
-    clean = _read_kv(named[CLEAN_KV])  # dl_c L25-30: val and test labels
+    clean = _read_kv(named[CLEAN_KV], repeats)  # dl_c L25-30: val and test labels
     lists["val"] = _split(named[VAL_KEYS], named[CLEAN_KV], clean, root, strip)  # dl_c L70
     lists["test"] = _split(named[TEST_KEYS], named[CLEAN_KV], clean, root, strip)  # dl_c L63
     del clean
     classes, notes = _class_names(where / NAMES_FILE)
+    notes += tuple(repeats)
     files = tuple(named.values()) + ((where / NAMES_FILE,) if (where / NAMES_FILE).is_file() else ())
     return SourceSet(lists, classes, files, None, notes)
 
@@ -81,9 +83,15 @@ def _strips_prefix(root: Path, key_list: Path) -> bool:
                           "or that images/ folder)")
 
 
-def _read_kv(kv_file: Path) -> dict[str, int]:
-    """key -> label of a "key label" file; labels in [0, 14); a key given two labels is refused."""
+def _read_kv(kv_file: Path, repeats: list[str]) -> dict[str, int]:
+    """key -> label of a "key label" file; labels in [0, 14); a key given two labels is refused.
+
+    A key repeated with the same label is read once, as the official loader's dict reads it (dl_c
+    L24: a repeat changes nothing), and counted in a note appended to `repeats`, not refused: a
+    harmless repeat in a million-line file must not stop a run the official code accepts.
+    """
     labels: dict[str, int] = {}
+    first, count = 0, 0
     for number, line in text_lines(kv_file):
         parts = line.split()  # dl_c L21: l.split(), key then label
         if len(parts) != 2 or _INTEGER.fullmatch(parts[1]) is None:
@@ -93,9 +101,16 @@ def _read_kv(kv_file: Path) -> dict[str, int]:
         if not 0 <= label < CLASSES:
             raise DataSourceError(f"{kv_file}:{number}: label {label} out of range [0, {CLASSES}) "
                                   f"(Clothing1M has {CLASSES} classes)")
-        if labels.setdefault(parts[0], label) != label:
+        size = len(labels)
+        known = labels.setdefault(parts[0], label)
+        if known != label:
             raise DataSourceError(f"{kv_file}:{number}: key {parts[0]} labelled {label} here but "
-                                  f"{labels[parts[0]]} on an earlier line; a key has one label")
+                                  f"{known} on an earlier line; a key has one label")
+        if len(labels) == size:  # the key again, with its label
+            first, count = first or number, count + 1
+    if count:
+        repeats.append(f"{kv_file.name}: {count} line(s) repeat an earlier key with the same label (first at line "
+                       f"{first}); each key read once, as the official loader does")
     return labels
 
 

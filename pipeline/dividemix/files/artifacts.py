@@ -91,7 +91,7 @@ EPOCHS = pa.schema(
         ("val_acc_net1", pa.float64()),
         ("val_acc_net2", pa.float64()),
         ("test_acc_best_val", pa.float64()),
-        # v3: top-5 on the test set (null with 5 classes or fewer), and top-1 / top-5 on a second
+        # v3: top-5 on the test set (null with fewer than 5 classes), and top-1 / top-5 on a second
         # test set (WebVision's ImageNet val; null without one), each network and the ensemble.
         *((f"{figure}_{model}", pa.float64()) for figure in ("test_top5", "test2_acc", "test2_top5")
           for model in ("net1", "net2", "ensemble")),

@@ -67,9 +67,14 @@ class ImageBatches:
 
     def augment(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The training transform of rows already read (a step reads its rows once for both views)."""
+        return self.normalise(self.transformed(batch, generator))
+
+    def transformed(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """`augment` before normalisation (uint8, or float 0..scale after a resized crop): the
+        strong views (`images.views.weak_strong`) apply their policy here."""
         if len(batch) == 0:  # an empty unlabeled batch (every sample judged clean): nothing to draw
             size = self.spec.crop_size or batch.shape[-1]
-            return self.normalise(batch.new_zeros((0, batch.shape[1], size, size)))
+            return batch.new_zeros((0, batch.shape[1], size, size))
         if self.spec.train_crop == "translate":
             batch = random_translate(batch, self.spec.crop_padding, generator)
         elif self.spec.train_crop == "random":
@@ -78,7 +83,7 @@ class ImageBatches:
             batch = random_resized_crop(batch, self.spec.crop_size, generator)
         if self.spec.hflip:
             batch = random_hflip(batch, generator)
-        return self.normalise(batch)
+        return batch
 
 
 class DeviceImages(ImageBatches):

@@ -120,10 +120,13 @@ class Division:
     loss_norm: np.ndarray  # the mixture's input (N,)
     clean_prob: np.ndarray  # w_i (N,)
     labeled: np.ndarray  # bool (N,)
-    mixture: Mixture
+    mixture: Mixture | None  # None: a rule without a mixture (`method.selection`)
     # The training samples divided, when a subset (the Clothing1M protocol's class-balanced
     # sample): the arrays above are then indexed like it. None: all N samples, in order.
     sample_index: np.ndarray | None = None
+    # What a rule other than the GMM used (its cut, quotas...): recorded in the division file's
+    # metadata (`training.rows.selection_notes`); None for the GMM, whose record is its mixture.
+    record: dict | None = None
 
     def indices(self) -> np.ndarray:
         """The training-set index of each divided sample (N,) int64."""

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dividemix.device import host_to_device, logits_of
-from dividemix.method.losses import StepLosses, labeled_loss, prior_penalty, unlabeled_loss
+from dividemix.method.losses import Spread, StepLosses, mixmatch_losses
 
 PROTOCOLS = ("cifar", "clothing1m", "webvision")
 # The protocols whose step trains on the first 2B mixed samples only, loss = Lx + prior penalty
@@ -113,6 +113,10 @@ class StepBatch:
     w: torch.Tensor  # clean probabilities (B,)
     u1: torch.Tensor
     u2: torch.Tensor
+    spread: Spread | None = None  # this process's share of a global batch (None: one process, the whole)
+    # MixMatch's inputs when they are not the guessed views (x1, x2, u1, u2): train.augment
+    # weak_strong's strong views (images.views); None: the four above, the reference's.
+    mix: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
 
 @dataclass(frozen=True)
@@ -188,30 +192,24 @@ def train_step(
         targets_x = co_refine(guesser, batch.x1, batch.x2, y_onehot, w, T, amp=amp)
     else:
         targets_x = y_onehot
+    mixed = list(batch.mix) if batch.mix is not None else [batch.x1, batch.x2, batch.u1, batch.u2]
     if has_unlabeled:
-        inputs = torch.cat([batch.x1, batch.x2, batch.u1, batch.u2])
+        inputs = torch.cat(mixed)
         targets = torch.cat([targets_x, targets_x, targets_u, targets_u])
     else:
-        inputs = torch.cat([batch.x1, batch.x2])
+        inputs = torch.cat(mixed[:2])
         targets = torch.cat([targets_x, targets_x])
 
     lam = mixup_coefficient(options.alpha, draws.beta)
-    if options.protocol in LABELED_MIX_ONLY:
-        mixed_inputs, mixed_targets = mix(inputs, targets, lam, draws.permutation, keep=2 * b)
-        logits = logits_of(net, mixed_inputs, amp=amp)
-        loss_x = labeled_loss(logits, mixed_targets)
-        loss_u = logits.new_zeros(())
-        penalty = prior_penalty(logits, options.num_classes)
-        loss = loss_x + penalty
-    else:
-        mixed_inputs, mixed_targets = mix(inputs, targets, lam, draws.permutation)
-        logits = logits_of(net, mixed_inputs, amp=amp)
-        loss_x = labeled_loss(logits[: 2 * b], mixed_targets[: 2 * b])
-        loss_u = unlabeled_loss(logits[2 * b :], mixed_targets[2 * b :])
-        penalty = prior_penalty(logits, options.num_classes)
-        loss = loss_x + lambda_u * loss_u + penalty
-
+    # Under several processes each mixes its own share (the partners are per process: a named
+    # departure, docs/distributed.md); the loss terms are weighted so that DDP applies the global
+    # batch's gradient (`mixmatch_losses`).
+    labeled_only = options.protocol in LABELED_MIX_ONLY
+    mixed_inputs, mixed_targets = mix(inputs, targets, lam, draws.permutation, keep=2 * b if labeled_only else None)
+    logits = logits_of(net, mixed_inputs, amp=amp)
+    losses = mixmatch_losses(logits, mixed_targets, 2 * b, None if labeled_only else lambda_u, options.num_classes,
+                             batch.spread)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    losses.loss.backward()
     optimizer.step()
-    return StepLosses(loss_x.detach(), loss_u.detach(), penalty.detach(), loss.detach())
+    return losses.detach()

@@ -13,7 +13,7 @@ from typing import Any
 from dividemix.config import FOLDER_ONLY
 from dividemix.paper.preset import CIFAR_GPU_PATH, FULL_METHOD, Preset
 
-# Train_cifar.py's defaults and the paper's CIFAR schedule (300 epochs, lr / 10 at 150, ramp 16).
+# Train_cifar.py's defaults and the paper's CIFAR schedule (num_epochs 300, lr / 10 at 150, ramp 16).
 CIFAR_COMMON: dict[str, Any] = {
     # the folder keys are only read for data.dataset 'folder' (config refuses them otherwise)
     **{f"data.{key}": None for key in FOLDER_ONLY},
@@ -22,7 +22,9 @@ CIFAR_COMMON: dict[str, Any] = {
     "noise.file": None,
     "noise.key": None,
     "train.protocol": "cifar",
-    "train.epochs": 300,  # the official loop runs 0..300 inclusive; here 300 epochs in all
+    # Train_cifar.py runs `range(num_epochs + 1)`: epochs 0..300, 301 in all (warm-up included), so the
+    # last 10 are 291..300 as in its log. train.epochs counts them all.
+    "train.epochs": 301,
     "train.lr": 0.02,
     "train.lr_drop_epoch": 150,
     "train.momentum": 0.9,

@@ -16,6 +16,8 @@ GPU_PATH = {"train.amp": True, "train.channels_last": True}
 # (docs/paper-scale.md), bf16 autocast slowed the isolated step (25.2 vs 18.3 ms with channels-last)
 # and left the whole epoch unchanged (~22 s): so the reference's fp32.
 CIFAR_GPU_PATH = {"train.amp": False, "train.channels_last": True}
+# The opt-in switches beyond the paper: part of the cell of a preset that sets them (AugDesc-WS, UNICON).
+SWITCH_KEYS = ("train.augment", "train.selection")
 
 
 
@@ -37,13 +39,22 @@ class PaperFigure:
     value: float  # percent
 
 
+# What each protocol's paper figure is, for the column and list labels that stand beside it.
+PROTOCOL_NAMES = {
+    "best_val": "the ensemble of each network's best-validation weights, tested once",
+    "per_epoch": "one epoch of the official log, epochs 0-80, which the paper does not name",
+}
+
+
 @dataclass(frozen=True)
 class Preset:
     name: str
     table: str  # cifar | cifar-n | clothing1m | webvision: the group `preset queue --table` takes
     description: str
     overrides: dict[str, Any]  # dotted key -> value, applied over params.yaml
-    paper_best: float | None  # percent; the paper's best-epoch accuracy (or its only number)
+    # percent; the paper's best-epoch accuracy (an oracle; CIFAR-N: its only number); None where the
+    # paper's figures are of another kind (`figures`), so no "best" column ever shows them
+    paper_best: float | None
     paper_last: float | None  # percent; mean of the last 10 epochs, where the paper gives it
     notes: tuple[str, ...] = field(default=())  # what the user must provide, departures, sources
     # The network behind the paper's figure when it is not this preset's model (CIFAR-N: the
@@ -65,4 +76,5 @@ class Preset:
             return ("data.dataset", "noise.mode", "noise.file", "noise.key", "train.protocol")
         if self.figures:  # Clothing1M and WebVision: the data set is the cell
             return ("data.dataset", "noise.mode", "train.protocol")
-        return ("data.dataset", "noise.mode", "noise.rate", "train.protocol")
+        switches = tuple(key for key in SWITCH_KEYS if key in self.overrides)  # a successor's cell
+        return ("data.dataset", "noise.mode", "noise.rate", "train.protocol", *switches)

@@ -5,7 +5,9 @@ show` lists them). Experiments that differ only in their seeds (`noise.seed`, `t
 one cell's repeats; anything else that differs makes another row (named by what differs). The
 columns are the paper's: "last" (the mean of the last 10 DivideMix epochs) first, "best" (the best
 epoch, chosen on the test set: an oracle) beside it, and the paper's own number where a preset
-names the cell (`presets.find_preset`). Written as Markdown, CSV and a self-contained HTML page.
+names the cell (`presets.find_preset`) and the run is like for like with it: every parameter that
+changes the figure equal to the preset's (`presets.preset_differences`); otherwise the row names the
+departures instead of the paper's number. Written as Markdown, CSV and a self-contained HTML page.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from dividemix.paper.presets import CELL_KEYS, find_preset
+from dividemix.paper.preset import PROTOCOL_NAMES
+from dividemix.paper.presets import CELL_KEYS, describe_departures, find_preset, preset_differences
 
 SEED_KEYS = ("noise.seed", "train.seed")
-COLUMNS = ("setting", "seeds", "last 10 (mean ± std)", "paper last", "best epoch (mean ± std)", "paper best",
-           "experiments")
+COLUMNS = ("setting", "seeds", "last 10 (mean ± std)", "paper last (mean of its last 10 epochs)",
+           "best epoch (mean ± std)", "paper best (its best epoch)", "against the paper", "experiments")
+LIKE = "like for like"
+NO_CELL = "no paper cell"
 
 
 @dataclass(frozen=True)
@@ -35,8 +40,9 @@ class Row:
     paper_last: float | None
     paper_best: float | None
     # The paper's other figures for the cell (Clothing1M, WebVision): (label, the run's figure of
-    # the same protocol per seed, the paper's), shown in a second table.
-    figures: tuple[tuple[str, tuple[float, ...], float], ...] = ()
+    # the same protocol per seed, the paper's or None when not like for like), shown in a second table.
+    figures: tuple[tuple[str, tuple[float, ...], float | None], ...] = ()
+    comparison: str = NO_CELL  # LIKE, NO_CELL, or "not like for like: departs in ..." (the departures)
 
 
 def setting_name(params: dict[str, Any]) -> str:
@@ -71,27 +77,41 @@ def build_rows(experiments: list[tuple[str, dict[str, Any], dict[str, Any]]]) ->
         if extra:
             label += " (" + ", ".join(extra) + ")"
         preset = find_preset(params) if all(k in params for k in CELL_KEYS) else None
+        comparison = NO_CELL if preset is None else likeness(params, preset.name)
+        like = comparison == LIKE
         metrics = [m for _, _, m in members]
         members.sort(key=lambda member: member[0])
         # A cell with its own figures compares them there, like for like; not best with best here.
-        plain = preset if preset is not None and not preset.figures else None
-        figures = tuple((f.label, _percents(metrics, FIGURE_KEYS[f.protocol](f.metric)), f.value)
+        plain = preset if like and not preset.figures else None
+        figures = tuple((f.label, _percents(metrics, FIGURE_KEYS[f.protocol](f.metric)), f.value if like else None)
                         for f in (preset.figures if preset else ()))
         rows.append(Row(label, tuple(n for n, _, _ in members), _percents(metrics, "test_acc_last10"),
                         _percents(metrics, "test_acc_best"),
-                        plain.paper_last if plain else None, plain.paper_best if plain else None, figures))
+                        plain.paper_last if plain else None, plain.paper_best if plain else None, figures, comparison))
     return rows
+
+
+def likeness(params: dict[str, Any], name: str) -> str:
+    """LIKE, or "not like for like (preset NAME): departs in key value (preset value), ..."."""
+    departures = preset_differences(params, name)
+    if not departures:
+        return LIKE
+    return f"not like for like (preset {name}): departs in {describe_departures(departures)}"
 
 
 # The run's figure of a paper figure's protocol (presets.PaperFigure): the official Clothing1M
 # protocol's best-validation ensemble, or the mean of the last 10 epochs where the paper's epoch is unsaid.
 FIGURE_KEYS = {"best_val": lambda metric: "test_acc_best_val", "per_epoch": lambda metric: f"{metric}_last10"}
-FIGURE_COLUMNS = ("setting", "figure", "this run (mean ± std; last 10, or best-validation weights)", "paper")
+FIGURE_COLUMNS = ("setting", "figure",
+                  "this run (mean ± std; Clothing1M: best-validation weights; WebVision: mean of its last 10 epochs)",
+                  f"paper (Clothing1M: {PROTOCOL_NAMES['best_val']}; WebVision: {PROTOCOL_NAMES['per_epoch']})",
+                  "against the paper")
 
 
 def figure_cells(rows: list[Row]) -> list[list[str]]:
     """The second table's rows: one per paper figure of the rows that have them."""
-    return [[row.setting, label, mean_std(values), _paper(paper)] for row in rows for label, values, paper in row.figures]
+    return [[row.setting, label, mean_std(values), _paper(paper), row.comparison]
+            for row in rows for label, values, paper in row.figures]
 
 
 def _order(params: dict[str, Any]) -> tuple:
@@ -123,7 +143,7 @@ def _paper(value: float | None) -> str:
 
 def cells(row: Row) -> list[str]:
     return [row.setting, str(len(row.experiments)), mean_std(row.last10), _paper(row.paper_last),
-            mean_std(row.best), _paper(row.paper_best), " ".join(row.experiments)]
+            mean_std(row.best), _paper(row.paper_best), row.comparison, " ".join(row.experiments)]
 
 
 def _markdown_table(columns, body) -> list[str]:
@@ -143,10 +163,10 @@ def to_csv(rows: list[Row]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["setting", "seeds", "last10_mean", "last10_std", "paper_last", "best_mean", "best_std",
-                     "paper_best", "experiments"])
+                     "paper_best", "against_paper", "experiments"])
     for row in rows:
         writer.writerow([row.setting, len(row.experiments), *_stats(row.last10), row.paper_last, *_stats(row.best),
-                         row.paper_best, " ".join(row.experiments)])
+                         row.paper_best, row.comparison, " ".join(row.experiments)])
     return out.getvalue()
 
 
@@ -156,10 +176,10 @@ def to_figures_csv(rows: list[Row]) -> str | None:
         return None
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["setting", "figure", "run_mean", "run_std", "seeds", "paper"])
+    writer.writerow(["setting", "figure", "run_mean", "run_std", "seeds", "paper", "against_paper"])
     for row in rows:
         for label, values, paper in row.figures:
-            writer.writerow([row.setting, label, *_stats(values), len(values), paper])
+            writer.writerow([row.setting, label, *_stats(values), len(values), paper, row.comparison])
     return out.getvalue()
 
 
@@ -193,10 +213,14 @@ def _html_figures(rows: list[Row]) -> str:
 
 
 NOTE = ("Test accuracy (%), mean ± sample standard deviation over the seeds of each setting. \"last 10\" is "
-        "the mean of the last 10 DivideMix epochs (the paper's \"last\"); \"best epoch\" is chosen on the test "
-        "set (an oracle, optimistic). Paper: the paper's number for the cell, where a preset names it.")
+        "the mean of the last 10 DivideMix epochs (the paper's \"last\" in its CIFAR table); \"best epoch\" is "
+        "chosen on the test set (an oracle, optimistic). Paper: the paper's number for the cell, where a preset "
+        "names it and the run is like for like (every parameter that changes the figure as the preset's; data "
+        "locations, seeds, workers, storage, precision and distributed.* aside); otherwise the row lists where "
+        "it departs.")
 
 FIGURE_NOTE = ("The paper's figures for Clothing1M (Table 2) and WebVision (Table 3), each beside the run's figure of "
                "the same protocol: Clothing1M's is the ensemble of each network's best-validation weights (the "
                "official protocol; the main table's columns would compare it with an oracle); WebVision's epoch is "
-               "not stated by the paper: the mean of the last 10 epochs.")
+               "not stated by the paper (one of its log's epochs 0-80): the mean of the last 10 epochs, 71-80 with "
+               "the preset's 81. A paper figure is set beside a run only like for like.")

@@ -13,13 +13,27 @@ from dividemix.paper.preset import FULL_METHOD, GPU_PATH, PaperFigure, Preset
 
 # Left to the user: where their copy is (`dividemix preset apply NAME --set data.root=...`).
 WEB_NOTES = ("data: give your copy's data.root (the data set as downloaded and unpacked), e.g. `dividemix preset "
-             "apply NAME --set data.root=/data/clothing1M`; docs/web-datasets.md shows the folder",)
-# The reference's transforms are the data set's own (datasets/folder.py): no data.* key to set but
-# data.root, which the preset leaves to the user (`preset apply NAME --set data.root=...`).
+             "apply NAME --set data.root=/data/clothing1M`; one already in params.yaml is kept; "
+             "docs/web-datasets.md shows the folder",)
+# The reference's transforms are the data set's own (datasets/folder.py): null. The locations the data
+# set reads (data.root; WebVision's data.imagenet_val) are the user's: a preset never names them, so
+# `preset apply` and `preset queue` keep those of params.yaml unless --set changes them; it nulls only
+# the keys its data set refuses (a folder's lists; Clothing1M's imagenet_val).
 DATA_DEFAULTS = {f"data.{key}": None for key in FOLDER_ONLY if key != "root"}
+WEBVISION_DATA = {key: value for key, value in DATA_DEFAULTS.items() if key != "data.imagenet_val"}
+# What the presets' nulls resolve to (datasets/folder.py: the reference's transforms and class count), so
+# a run that writes them out is still like for like (`presets.preset_differences`; a test keeps them equal).
+REFERENCE_DATA = {
+    "clothing1m": {"data.image_size": 224, "data.resize": 256, "data.train_crop": "random",
+                   "data.mean": [0.6959, 0.6537, 0.6371], "data.std": [0.3113, 0.3192, 0.3214]},
+    "webvision": {"data.image_size": 299, "data.resize": 320, "data.train_crop": "random_resized",
+                  "data.mean": [0.485, 0.456, 0.406], "data.std": [0.229, 0.224, 0.225], "data.num_classes": 50},
+}
 NO_NOISE = {"noise.mode": "none", "noise.file": None, "noise.key": None}  # the given labels are the noisy ones
 SHARED = {  # Train_clothing1M.py and Train_webvision.py alike
-    "train.epochs": 80,  # the official loops run 0..80 inclusive; here 80 epochs in all
+    # `range(num_epochs + 1)` with num_epochs 80: epoch 0 warms up, 1..80 are 80 DivideMix epochs, 81 in
+    # all; train.epochs counts them all, so "last" is epoch 80 and the last 10 are 71..80, as the official log.
+    "train.epochs": 81,
     "train.warmup_epochs": 1,
     "train.lr_drop_epoch": 40,
     "train.momentum": 0.9,
@@ -49,7 +63,7 @@ CLOTHING1M = Preset(
         "train.conf_penalty": True,  # Train_Clothing1M's warm-up adds the confidence penalty
         **SHARED,
     },
-    74.76, None,
+    None, None,  # no best epoch nor last 10: the paper's one figure is `figures`' (best-validation weights)
     WEB_NOTES + (
         "model.pretrained: torchvision's ImageNet ResNet-50 weights (IMAGENET1K_V1, resnet50-0676ba61.pth), "
         "placed there by you; nothing is downloaded",
@@ -62,7 +76,7 @@ CLOTHING1M = Preset(
 WEBVISION = Preset(
     "webvision", "webvision", "mini-WebVision (first 50 classes, Google subset): paper Table 3",
     {
-        **DATA_DEFAULTS,
+        **WEBVISION_DATA,
         "data.dataset": "webvision",
         **NO_NOISE,
         "model.arch": "inception_resnet_v2",
@@ -74,10 +88,10 @@ WEBVISION = Preset(
         "train.conf_penalty": False,  # commented out in Train_webvision's warm-up
         **SHARED,
     },
-    77.32, None,
+    None, None,  # its figures are `figures`' (an epoch of the official log the paper does not name)
     WEB_NOTES + (
         "data: data.num_classes null is the paper's first 50 classes; the ImageNet val folder of the same "
-        "classes at data.root/imagenet/val (or data.imagenet_val)",
+        "classes at data.root/imagenet/val, or data.imagenet_val (yours in params.yaml is kept)",
         "result: top-1 and top-5 of the ensemble on WebVision val and on ImageNet val, every epoch, as "
         "Train_webvision.py; the paper does not say which epoch it reports",
     ),

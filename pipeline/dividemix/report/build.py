@@ -24,8 +24,9 @@ from dividemix.judging.evaluation import RunArtifacts
 from dividemix.judging.truth import truth_of
 from dividemix.report.figures import report_figures
 from dividemix.report.keys import PARAM_KEYS
+from dividemix.report.model_card import model_card, with_model_card
 from dividemix.report.render import GallerySection, render_html, render_markdown, report_title, write_report_folder
-from dividemix.report.tables import paper_comparison, results_rows, setting_rows
+from dividemix.report.tables import WEB_DATASETS, paper_comparison, results_rows, setting_rows
 
 METRIC_KEYS = (
     "test_acc_best",
@@ -100,10 +101,13 @@ def build_report(
     samples = None if gallery is None else gallery_section(gallery, prepared)
     title = report_title(config_params)
     setting = setting_rows(config_params, noise_summary)
-    results = results_rows(metrics, read_meta(prepared).get("test2_name"))
+    results = results_rows(metrics, read_meta(prepared).get("test2_name"),
+                           paper_last=config_params["data.dataset"] not in WEB_DATASETS)
     paper = paper_comparison(config_params, metrics)
     markdown = render_markdown(title, setting, results, figures, paper, samples)
     page = render_html(title, setting, results, figures, paper, samples)
+    card = model_card(config_params, read_meta(prepared), run.epochs(), metrics, noise_summary)
+    markdown, page = with_model_card(markdown, page, card)
     with atomic_dir(out) as folder:
         write_report_folder(folder, markdown, page, figures)
 

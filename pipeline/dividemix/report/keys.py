@@ -1,7 +1,11 @@
-"""The parameters the report reads: it prints them, and with them `presets.find_preset` finds the
-run's paper cell. Plain names, so the report stage declares them before its slow imports."""
+"""The parameters the report reads: it prints them, with them `presets.find_preset` finds the run's
+paper cell, and `presets.preset_differences` says whether the run is like for like with it (every
+parameter that changes the figure). Names only (the paper's presets import no torch), so the report
+stage declares them before its slow imports."""
 
-PARAM_KEYS = (  # the keys the report prints; with them, `presets.find_preset` finds the run's paper cell
+from dividemix.paper.presets import FIGURE_KEYS
+
+PRINTED = (  # the keys the report prints
     "data.dataset",
     "data.truth_list",
     "noise.mode",
@@ -17,3 +21,4 @@ PARAM_KEYS = (  # the keys the report prints; with them, `presets.find_preset` f
     "train.p_threshold",
     "train.loss_history",
 )
+PARAM_KEYS = tuple(dict.fromkeys(PRINTED + FIGURE_KEYS))  # printed, then those a paper cell is compared on

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from dividemix.judging.evaluation import EXTRA_CURVES
-from dividemix.paper.preset import PaperFigure
-from dividemix.paper.presets import find_preset, preset_differences
+from dividemix.paper.preset import PROTOCOL_NAMES, PaperFigure
+from dividemix.paper.presets import describe_departures, find_preset, preset_differences
 
 NOT_APPLICABLE = "—"  # a cell that has no meaning (e.g. the baseline has no division)
 UNDEFINED = "n/a"  # a metric that is undefined for this run (null in the metrics JSON)
@@ -49,11 +49,13 @@ def setting_rows(params: dict[str, Any], summary: dict[str, Any]) -> list[tuple[
 RESULTS_HEADER = ("", "DivideMix", "Cross-entropy baseline")
 
 
-def results_rows(metrics: dict[str, Any], test2_name: str | None = None) -> list[tuple[str, str, str]]:
-    """DivideMix against the baseline, as percentages, the paper's headline ("last") first."""
+def results_rows(metrics: dict[str, Any], test2_name: str | None = None, *,
+                 paper_last: bool = True) -> list[tuple[str, str, str]]:
+    """DivideMix against the baseline, as percentages, the mean of the last 10 epochs first (the
+    paper's "last" where its table has one: `paper_last` false for the web data sets)."""
     pct = format_percent
     return [
-        (last10_label(metrics), pct(metrics["test_acc_last10"]), NOT_APPLICABLE),
+        (last10_label(metrics, paper_last), pct(metrics["test_acc_last10"]), NOT_APPLICABLE),
         ("Last epoch's test accuracy", pct(metrics["test_acc_last"]), pct(metrics["ce_test_acc_last"])),
         ("Best epoch's test accuracy (chosen on the test set: an oracle)", pct(metrics["test_acc_best"]),
          pct(metrics["ce_test_acc_best"])),
@@ -98,12 +100,18 @@ def truth_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
-def last10_label(metrics: dict[str, Any]) -> str:
-    """The headline's row: over which DivideMix epochs it is taken, or why there is none."""
+def last10_label(metrics: dict[str, Any], paper_last: bool = True) -> str:
+    """The headline's row: over which DivideMix epochs it is taken, or why there is none. The paper's
+    "last" only where its table has one (CIFAR): Clothing1M's and WebVision's tables have none."""
     first = metrics.get("test_acc_last10_from_epoch")
+    name = "the paper's \"last\"" if paper_last else "Clothing1M's and WebVision's tables give no \"last\""
     if metrics["test_acc_last10"] is None or first is None:
-        return "Last 10 DivideMix epochs, mean test accuracy (the paper's \"last\"): fewer than 10 in this run"
-    return f"Last 10 DivideMix epochs, mean test accuracy (the paper's \"last\"; epochs {first}-{first + 9})"
+        return f"Last 10 DivideMix epochs, mean test accuracy ({name}): fewer than 10 in this run"
+    return f"Last 10 DivideMix epochs, mean test accuracy ({name}; epochs {first}-{first + 9})"
+
+
+# The data sets whose paper tables give other figures than "best" and "last" (`PaperFigure`).
+WEB_DATASETS = ("clothing1m", "webvision")
 
 
 RESULTS_NOTE = (
@@ -137,8 +145,9 @@ def figure_value(figure: PaperFigure, metrics: dict[str, Any]) -> str:
             return f"{format_percent(metrics['test_acc_best_val'])} (best-validation weights)"
         return (f"no validation set: not like for like (last 10: {format_percent(metrics.get('test_acc_last10'))}, "
                 f"best epoch, an oracle: {format_percent(metrics.get('test_acc_best'))})")
-    key = figure.metric
-    return (f"{format_percent(metrics.get(f'{key}_last10'))} (last 10) · {format_percent(metrics.get(f'{key}_last'))} "
+    key, first = figure.metric, metrics.get("test_acc_last10_from_epoch")
+    span = f", epochs {first}-{first + 9}" if first is not None else ""
+    return (f"{format_percent(metrics.get(f'{key}_last10'))} (last 10{span}) · {format_percent(metrics.get(f'{key}_last'))} "
             f"(last) · {format_percent(metrics.get(f'{key}_best'))} (best epoch, an oracle)")
 
 
@@ -149,29 +158,46 @@ def _paper_percent(value: float | None) -> str:
 def paper_comparison(params: dict[str, Any], metrics: dict[str, Any]) -> PaperComparison:
     """Best and last of this run against the paper's cell (`presets.find_preset`), when there is one.
 
-    The paper's "last" is the mean of the last 10 epochs: compared with `test_acc_last10`.
+    The paper's "last" is the mean of the last 10 epochs: compared with `test_acc_last10`. The paper's
+    number is set beside the run's only like for like (`presets.preset_differences` empty); otherwise
+    the Paper column says not like for like and the note lists the departures.
     """
     preset = find_preset(params)
     if preset is None:
         return PaperComparison(None, [], NO_PAPER_CELL)
+    differences = preset_differences(params, preset.name)
+    paper = _paper_percent if not differences else (lambda value: NOT_LIKE)
     if preset.figures:
-        rows = [(figure.label, figure_value(figure, metrics), _paper_percent(figure.value)) for figure in preset.figures]
+        rows = [(figure.label, figure_value(figure, metrics), paper(figure.value)) for figure in preset.figures]
     else:
         rows = [
-            (last10_label(metrics), format_percent(metrics["test_acc_last10"]), _paper_percent(preset.paper_last)),
+            (last10_label(metrics), format_percent(metrics["test_acc_last10"]), paper(preset.paper_last)),
             ("Best epoch's test accuracy (an oracle)", format_percent(metrics["test_acc_best"]),
-             _paper_percent(preset.paper_best)),
+             paper(preset.paper_best)),
         ]
     note = f"Paper cell: preset {preset.name} ({preset.description}); `dividemix preset show {preset.name}`."
-    header = PAPER_HEADER
+    header = _paper_header(preset)
     if preset.paper_network is not None:
-        header = ("", "This run", f"Paper: {preset.paper_network}")
         note += (f" The paper's figure was obtained with another network, {preset.paper_network}; this run's "
                  f"model.arch is {params['model.arch']}.")
-    differences = preset_differences(params, preset.name)
     if differences:
-        listed = ", ".join(f"{key} {value} (preset {wanted})" for key, value, wanted in differences)
-        note += f" This run departs from the preset in: {listed}."
+        note += (f" Not like for like: this run departs from the preset in {describe_departures(differences)}; "
+                 "the paper's numbers are "
+                 "not set beside it.")
     else:
-        note += " This run uses the preset's values for every parameter the report reads."
+        note += (" Like for like: this run uses the preset's values for every parameter that changes the figure "
+                 "(data locations, seeds, workers, storage, precision and distributed.* aside).")
     return PaperComparison(preset.name, rows, note, header)
+
+
+NOT_LIKE = "not like for like (see below)"
+
+
+def _paper_header(preset) -> tuple[str, str, str]:
+    """The Paper column's label: which figure the paper's number is."""
+    if preset.paper_network is not None:
+        return ("", "This run", f"Paper: {preset.paper_network}")
+    if preset.figures:
+        protocols = dict.fromkeys(PROTOCOL_NAMES[figure.protocol] for figure in preset.figures)
+        return ("", "This run", f"Paper ({'; '.join(protocols)})")
+    return PAPER_HEADER

@@ -10,6 +10,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from dividemix.cluster.launch import note_epoch
+
 _current: "Progress | None" = None  # the loop running in this process, for the interrupt line
 
 
@@ -36,11 +38,13 @@ class Progress:
 
             self._bar = tqdm(total=total, initial=initial, desc=stage, unit="epoch", file=self.stream)
         _current = self
+        note_epoch(first_epoch)
 
     def update(self, epoch: int, **figures: Any) -> None:
         """One finished epoch (`epoch` is the run's epoch number, warm-up included)."""
         self.done += 1
         self.last_epoch = epoch
+        note_epoch(epoch + 1)  # (a worker's: the epoch its agent names if the run ends in it)
         text = " ".join(f"{key}={_fmt(value)}" for key, value in [("epoch", epoch), *figures.items()])
         if self._bar is not None:
             self._bar.set_postfix_str(text, refresh=False)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dividemix.cluster import launch
+from dividemix.cluster.announce import announced
 from dividemix.config import Config, ConfigError, load_config, select
 from dividemix.files.layout import Paths
 from dividemix.run.progress import interrupted_line
@@ -108,7 +109,7 @@ def run_stage(
             launch.leave_group()  # a worker's process group, closed however the body ended
     except (ConfigError, OSError, ValueError, RuntimeError) as exc:
         if launch.in_worker():  # the agent says it, once, for every process (`cluster.launch`)
-            launch.record(" ".join(str(exc).split()))
+            launch.record(" ".join(str(exc).split()), collective=launch.collective_error(exc))
         else:
             print(f"error: {name}: {exc}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
@@ -128,7 +129,9 @@ def _as_agent(name: str, config: Config, paths: Paths, argv: list[str]) -> int:
 
     kept = None if paths.resume is None else paths.resume / name  # (the training stages keep their progress)
     try:
-        ending = launch.launch(config.distributed, name, [sys.argv[0], *argv], writer=True)
+        with announced(config.distributed, name) as launched:  # what the joining machines follow
+            ending = launch.launch(config.distributed, launched.rendezvous_id(config.distributed.run_id),
+                                   [sys.argv[0], *argv], writer=True)
     except SignalException as exc:  # the agent forwarded it to the workers, which stopped
         print(launch.interrupted_line(name, launch.last_finished_epoch(kept)), file=sys.stderr, flush=True)
         return 128 + int(exc.sigval)

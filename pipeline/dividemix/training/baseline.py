@@ -11,6 +11,7 @@ from dividemix.files.atomic import atomic_dir
 from dividemix.files.layout import Paths
 from dividemix.run.live import LiveLog
 from dividemix.run.progress import Progress
+from dividemix.training.agreement import same_run
 from dividemix.training.checkpoint import data_inputs, fingerprint, nets_state, restore_nets
 from dividemix.training.optim import learning_rate, make_optimizer
 from dividemix.training.resume import Resume
@@ -28,6 +29,7 @@ def run_baseline(config: Config, paths: Paths, params: dict[str, Any], *, live: 
     `live` gets each epoch's test accuracy and learning rate (DVCLive).
     """
     ws = Workspace.load(config, paths.prepared, paths.noisy)
+    same_run(ws.cluster, params, __name__)  # every machine: the writer's parameters and code
     train, cluster = config.train, ws.cluster
     net = ws.new_net(1)
     optimizer = make_optimizer(net, train)

@@ -13,11 +13,13 @@ from torch import nn
 
 from dividemix.config import TrainConfig
 from dividemix.device import host_to_device
+from dividemix.images.views import ViewDraws, views_for
 from dividemix.method.codivide import Division
 from dividemix.method.mixmatch import LABELED_MIX_ONLY, MixDraws, StepBatch, StepLosses, StepOptions, ramp_weight, train_step
 from dividemix.training import rows
 from dividemix.training.optim import learning_rate, set_lr
 from dividemix.training.sampling import batches, endless_batches
+from dividemix.training.shares import spread_of
 from dividemix.training.streams import EpochStreams
 from dividemix.training.workspace import Workspace
 
@@ -39,8 +41,10 @@ def dividemix_epoch(
     a subset (Clothing1M protocol) trains on that subset's labeled and unlabeled samples.
 
     Under several processes (`ws.cluster`) every process draws the same batches of B and trains
-    on its share of each (`net` is then the DDP wrapper, which averages the gradients): the
-    global batch stays B. The step's losses are the mean over the processes.
+    on its share of each (`net` is then the DDP wrapper, which averages the gradients), its loss
+    terms weighted by its share (`StepBatch.spread`): the global batch stays B and the step's
+    gradient is the one a single process would apply to it. The step's losses recorded are the
+    mean over the processes of their weighted terms: the global batch's.
     """
     train = ws.config.train
     lr = learning_rate(train, epoch)
@@ -53,8 +57,10 @@ def dividemix_epoch(
 
     net.train()  # the peer is put in eval mode by each train_step
     cluster = ws.cluster
+    cluster.sync_buffers(peer)  # the peer guesses with the writer's statistics in every process
     streams = EpochStreams(train.seed, epoch, net_id, rank=cluster.rank)
-    augment = streams.augment()
+    view_draws = ViewDraws(weak=streams.augment(), strong=streams.strong())
+    step_views = views_for(train.augment, train.strong_policy)  # train.augment's policy (images.views)
     draws = MixDraws(beta=streams.mix_beta(), permutation=streams.mix_permutation())
     options = step_options(ws)
     unlabeled_batches = endless_batches(unlabeled, train.batch_size, streams.unlabeled()) if n_unlabeled else None
@@ -64,11 +70,12 @@ def dividemix_epoch(
     steps, lambdas = [], []
     for step, x_index in enumerate(batches(labeled, train.batch_size, streams.order())):
         u_index = next(unlabeled_batches) if unlabeled_batches is not None else empty
+        spread = spread_of(cluster, x_index, u_index)  # None alone
         x_index, u_index = cluster.split(x_index), cluster.split(u_index)  # this process's share
-        x1, x2 = ws.train_pair(x_index, augment)  # the rows read once, augmented twice
-        u1, u2 = ws.train_pair(u_index, augment)
+        v = step_views(ws.train_images, ws.train_pair, x_index, u_index, view_draws)  # this process's share
         on_device = host_to_device(x_index, ws.device)
-        batch = StepBatch(x1=x1, x2=x2, y=ws.noisy_labels[on_device], w=clean_prob[on_device], u1=u1, u2=u2)
+        batch = StepBatch(x1=v.x1, x2=v.x2, y=ws.noisy_labels[on_device], w=clean_prob[on_device], u1=v.u1, u2=v.u2,
+                          spread=spread, mix=v.mix)
         lam = step_lambda_u(train, epoch + step / num_iter)
         steps.append(train_step(net, peer, optimizer, batch, lambda_u=lam, options=options, draws=draws))
         lambdas.append(lam)

@@ -51,10 +51,21 @@ def division_rows(epoch: int, divisions: dict[int, Division], noisy_labels: np.n
     return {key: np.concatenate(value) for key, value in rows.items()}
 
 
+def selection_notes(divisions: dict[int, Division]) -> dict:
+    """The division file's metadata beyond its parameters: each network's record of a rule other
+    than the GMM (`{"selection": {"1": {...}, "2": {...}}}`: its cut, ratio, per-class quotas),
+    nothing for the GMM, whose files stay as they always were (its record is the mixtures')."""
+    records = {str(net_id): d.record for net_id, d in divisions.items() if d.record is not None}
+    return {"selection": records} if records else {}
+
+
 def mixture_rows(epoch: int, divisions: dict[int, Division]) -> dict:
+    """Each network's two fitted components; none for a rule without a mixture."""
     rows: dict[str, list] = {name: [] for name in artifacts.MIXTURES.names}
     for net_id, d in divisions.items():
         m = d.mixture
+        if m is None:
+            continue
         for component in (0, 1):
             rows["epoch"].append(epoch)
             rows["net"].append(net_id)

@@ -15,6 +15,7 @@ import torch
 # Purposes of the derived random streams: part of each seed, so streams never collide. The
 # numbers are part of every run's results: never renumber them.
 ORDER, AUGMENT, MIX, GMM, INIT, UNLABELED, SUBSET = range(7)
+STRONG = 7  # train.augment weak_strong: the strong views' crops, flips and policy draws (new purposes go last)
 
 
 def derived_seed(seed: int, *keys: int) -> int:
@@ -68,6 +69,10 @@ class EpochStreams:
 
     def augment(self) -> torch.Generator:
         return _torch(self._own(AUGMENT))
+
+    def strong(self) -> torch.Generator:
+        """The strong views' stream (a process's own share, as `augment`); the paper path never draws from it."""
+        return _torch(self._own(STRONG))
 
     def mix_permutation(self) -> torch.Generator:
         return _torch(self._own(MIX))

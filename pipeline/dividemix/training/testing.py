@@ -41,7 +41,9 @@ class EpochTests:
     test2: Accuracies | None = None
 
 
-TOP_K = 5  # the reference's top-5 (WebVision); undefined (None) with 5 classes or fewer
+# The reference's top-5 (WebVision: torchnet's ClassErrorMeter(topk=[1, 5])). With exactly 5
+# classes torchnet counts every sample (100%); with fewer its topk(5) raises: None here.
+TOP_K = 5
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,11 @@ class Validation:
 
 def set_accuracies(nets: list[nn.Module], ws: Workspace, images: ImageBatches, labels: torch.Tensor) -> Accuracies:
     """Top-1 (and top-5) accuracy of each network and of the ensemble (the sum of their logits)
-    on one set. A sample counts for top-k when its label is among the k largest logits."""
+    on one set, each from its own logits. A sample counts for top-k when its label is among the k
+    largest logits. The logits are fp32 whatever train.amp (`Workspace.logits`)."""
     logits = [ws.logits(net, images) for net in nets]
     ensemble = sum(logits) if ws.config.ablation.ensemble_test else logits[0]
-    k = TOP_K if logits[0].shape[1] > TOP_K else 0
+    k = TOP_K if logits[0].shape[1] >= TOP_K else 0
     hits = []
     for lg in (*logits, ensemble):
         hits.append((lg.argmax(1) == labels).float().mean())

@@ -19,10 +19,12 @@ from dividemix.config import Config, TrainConfig
 from dividemix.device import host_to_device
 from dividemix.files import artifacts
 from dividemix.files.layout import Paths
-from dividemix.method.codivide import Division, LossHistory, Mixture, divide, divide_losses, losses_of
+from dividemix.method.codivide import Division, LossHistory, Mixture, divide
+from dividemix.method.selection import SelectionInputs, select
 from dividemix.run.live import LiveLog
 from dividemix.run.progress import Progress
 from dividemix.training import rows
+from dividemix.training.agreement import same_run
 from dividemix.training.checkpoint import (
     CHECKPOINT_VERSION,
     clear_epochs,
@@ -55,6 +57,7 @@ def run_train(
     """
     train = config.train  # (clothing1m with a loss-history window is refused by the config)
     ws = Workspace.load(config, paths.prepared, paths.noisy)
+    same_run(ws.cluster, params, __name__)  # every machine: the writer's parameters and code
     cluster = ws.cluster
     nets = {i: ws.new_net(i, pretrained=False) for i in NETS}  # weights come from a checkpoint
     optimizers = {i: make_optimizer(nets[i], train) for i in NETS}
@@ -77,7 +80,7 @@ def run_train(
     if start > train.warmup_epochs:
         progress.note(f"resuming after epoch {start - 1} from {paths.train_checkpoint}")
     for epoch in range(start, train.epochs):
-        divisions = {i: divide_for(nets[i], ws, history[i], epoch, i) for i in NETS}
+        divisions = {i: divide_for(nets[i], ws, history[i], epoch, i, nets[3 - i]) for i in NETS}
         rows1 = dividemix_epoch(trainers[1], nets[2], optimizers[1], ws, divisions[source[1]], epoch, 1)
         rows2 = dividemix_epoch(trainers[2], nets[1], optimizers[2], ws, divisions[source[2]], epoch, 2)
         for net in nets.values():
@@ -91,7 +94,8 @@ def run_train(
             commit_epoch(paths, resume, epoch, {"divisions": rows.division_rows(epoch, divisions, noisy),
                                                 "mixtures": rows.mixture_rows(epoch, divisions),
                                                 "losses": rows.merge_rows(rows1, rows2), "epochs": epoch_rows},
-                         nets_state(resume.fingerprint, epoch, nets, optimizers, extra), {"params": params})
+                         nets_state(resume.fingerprint, epoch, nets, optimizers, extra), {"params": params},
+                         notes={"divisions": rows.selection_notes(divisions)})
             if live is not None:  # after the checkpoint: a logged epoch is a committed one
                 live.epoch(epoch, rows.epoch_figures(rows.single(epoch_rows), learning_rate(train, epoch)))
         progress.update(epoch, **progress_figures(tests), labeled_by_net1=labeled[1], labeled_by_net2=labeled[2])
@@ -112,8 +116,10 @@ def past_figures(paths: Paths, train: TrainConfig, start: int) -> list[tuple[int
             if r["epoch"] < start]
 
 
-def divide_for(net, ws: Workspace, history: LossHistory, epoch: int, net_id: int) -> Division:
-    """The division network `net_id`'s losses make this epoch (its own seed for the mixture fit).
+def divide_for(net, ws: Workspace, history: LossHistory, epoch: int, net_id: int, peer=None) -> Division:
+    """The division network `net_id`'s losses make this epoch (its own seed for the mixture fit),
+    by the rule train.selection names (`method.selection`; `peer`'s logits join only under
+    train.selection_ensemble).
 
     The losses are computed in float32 whatever train.amp: the reference fits its mixture on fp32
     losses, and bf16 logits (8 bits of mantissa) would round the small losses of clean samples
@@ -127,8 +133,9 @@ def divide_for(net, ws: Workspace, history: LossHistory, epoch: int, net_id: int
     logits = ws.logits(net, ws.train_images, index, amp=False)
     labels = ws.noisy_labels if index is None else ws.noisy_labels[host_to_device(index, ws.device)]
     seed = EpochStreams(train.seed, epoch, net_id).mixture_seed()
-    division = divide_losses(losses_of(logits, labels), history, p_threshold=train.p_threshold, seed=seed,
-                             subset=subset)
+    peer_logits = ws.logits(peer, ws.train_images, index, amp=False) if train.selection_ensemble else None
+    division = select(train.selection, SelectionInputs(logits, labels, ws.num_classes, history, train.p_threshold,
+                                                       seed, subset, peer_logits))
     return shared_division(ws.cluster, division, train.p_threshold)
 
 
@@ -138,6 +145,10 @@ def shared_division(cluster: Cluster, division: Division, p_threshold: float) ->
     step counts would differ: the collectives would wait for each other forever)."""
     if not cluster.spread:
         return division
+    if division.mixture is None:  # a rule without a mixture: the writer's weights and labeled set
+        prob = cluster.from_writer(torch.as_tensor(division.clean_prob, dtype=torch.float64).to(cluster.device))
+        labeled = cluster.from_writer(torch.as_tensor(division.labeled, dtype=torch.int64).to(cluster.device))
+        return dataclasses.replace(division, clean_prob=prob.cpu().numpy(), labeled=labeled.cpu().numpy() > 0)
     m = division.mixture
     fit = torch.tensor([*m.means, *m.variances, *m.weights, m.clean], dtype=torch.float64, device=cluster.device)
     fit = cluster.from_writer(fit).tolist()
@@ -146,13 +157,15 @@ def shared_division(cluster: Cluster, division: Division, p_threshold: float) ->
     return dataclasses.replace(division, clean_prob=prob, labeled=divide(prob, p_threshold), mixture=mixture)
 
 
-def commit_epoch(paths: Paths, resume: Resume, epoch: int, tables: dict, state: dict, meta: dict) -> None:
+def commit_epoch(paths: Paths, resume: Resume, epoch: int, tables: dict, state: dict, meta: dict, *,
+                 notes: dict | None = None) -> None:
     """The epoch's four artifacts, each written atomically into its per-epoch folder, then its
-    checkpoint; kept for resume, the checkpoint last: it commits the epoch."""
+    checkpoint; kept for resume, the checkpoint last: it commits the epoch. `notes`: more metadata
+    for some of them (a selection rule's record in the divisions' file; none for the GMM)."""
     written = []
     for name, table in tables.items():
         path = artifacts.epoch_file(paths.artifacts / name, epoch)
-        artifacts.write_table(path, name, table, meta)
+        artifacts.write_table(path, name, table, meta | (notes or {}).get(name, {}))
         written.append(path)
     save_checkpoint(paths.train_checkpoint, state)
     for path in written:

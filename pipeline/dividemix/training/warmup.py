@@ -16,14 +16,16 @@ from dividemix.device import host_to_device, logits_of
 from dividemix.files import artifacts
 from dividemix.files.atomic import atomic_dir
 from dividemix.files.layout import Paths
-from dividemix.method.losses import StepLosses, confidence_penalty
+from dividemix.method.losses import Share, StepLosses, confidence_penalty
 from dividemix.run.live import LiveLog
 from dividemix.run.progress import Progress
 from dividemix.training import rows
+from dividemix.training.agreement import same_run
 from dividemix.training.checkpoint import data_inputs, fingerprint, nets_state, restore_nets, save_checkpoint
 from dividemix.training.optim import learning_rate, make_optimizer, set_lr
 from dividemix.training.resume import Resume
 from dividemix.training.sampling import batches, epoch_subset
+from dividemix.training.shares import share_of
 from dividemix.training.streams import EpochStreams
 from dividemix.training.testing import BestValidation, best_val, epoch_tests, progress_figures
 from dividemix.training.workspace import NETS, Workspace
@@ -37,15 +39,20 @@ def warmup_step(
     *,
     conf_penalty: bool,
     amp: bool = False,
+    share: Share | None = None,
 ) -> StepLosses:
     """Plain cross-entropy on noisy labels (+ negative entropy if `conf_penalty`); the cross-entropy
     is reported as `loss_x` (Lu = 0).
 
-    `amp`: the forward pass under bf16 autocast, the losses in float32.
+    `amp`: the forward pass under bf16 autocast, the losses in float32. `share`: the batch is this
+    process's share of a global batch; both terms are means over samples, weighted by the share so
+    that DDP's average of the processes' gradients is the global batch's (uneven shares too).
     """
     logits = logits_of(net, images, amp=amp)
     ce = F.cross_entropy(logits, labels)
     penalty = confidence_penalty(logits) if conf_penalty else ce.new_zeros(())
+    if share is not None:
+        ce, penalty = ce * share.weight, penalty * share.weight
     loss = ce + penalty
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -75,11 +82,12 @@ def warmup_epoch(
     else:
         everything = torch.as_tensor(subset)
     steps = []
-    for index in batches(everything, 2 * train.batch_size, streams.order()):
-        index = ws.cluster.split(index)  # this process's share of the batch (all of it alone)
+    for batch in batches(everything, 2 * train.batch_size, streams.order()):
+        index = ws.cluster.split(batch)  # this process's share of the batch (all of it alone)
         x = ws.train_batch(index, augment)
         labels = ws.noisy_labels[host_to_device(index, ws.device)]
-        steps.append(warmup_step(net, optimizer, x, labels, conf_penalty=conf_penalty, amp=train.amp))
+        steps.append(warmup_step(net, optimizer, x, labels, conf_penalty=conf_penalty, amp=train.amp,
+                                 share=share_of(ws.cluster, batch)))
     return rows.loss_rows(epoch, net_id, lr, lambda_u=[0.0] * len(steps), losses=StepLosses.to_host(steps, ws.cluster.mean),
                           n_labeled=len(everything), n_unlabeled=0)
 
@@ -94,6 +102,7 @@ def run_warmup(
     values) is recorded in every output it writes; `live` gets each epoch's figures (DVCLive).
     """
     ws = Workspace.load(config, paths.prepared, paths.noisy)
+    same_run(ws.cluster, params, __name__)  # every machine: the writer's parameters and code
     train, cluster = config.train, ws.cluster
     nets = {i: ws.new_net(i) for i in NETS}
     optimizers = {i: make_optimizer(nets[i], train) for i in NETS}

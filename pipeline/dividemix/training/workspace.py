@@ -90,7 +90,8 @@ class Workspace:
         meta = read_meta(prepared, dataset=config.data.dataset)
         spec = spec_from_meta(meta)
         spread = config.distributed
-        cluster = join(resolve_device(config.train.device), expected=world_size(spread), timeout_s=spread.timeout_s)
+        cluster = join(resolve_device(config.train.device), expected=world_size(spread), timeout_s=spread.timeout_s,
+                       sync_batchnorm=spread.sync_batchnorm)
         device = cluster.device
         noisy = artifacts.read_table(noisy_labels_path, "noisy_labels")
         if len(noisy) != meta["n_train"] or not np.array_equal(noisy["sample_index"].to_numpy(), np.arange(meta["n_train"])):
@@ -156,12 +157,15 @@ class Workspace:
         return self.train_images.augment(rows, generator), self.train_images.augment(rows, generator)
 
     def logits(self, net: nn.Module, images: ImageBatches, index: torch.Tensor | None = None, *,
-               amp: bool | None = None) -> torch.Tensor:
-        """An eval pass over `images` (or `index` of them) at train.eval_batch_size, bf16 under
-        train.amp (or `amp`). Under several processes each evaluates its share and every one gets
-        all the logits, in order (each stored row is read by one process)."""
-        train = self.config.train
-        options = {"batch_size": train.eval_batch_size, "amp": train.amp if amp is None else amp}
+               amp: bool = False) -> torch.Tensor:
+        """An eval pass over `images` (or `index` of them) at train.eval_batch_size, in fp32
+        whatever train.amp: every figure reported (test, second test, validation, the
+        best-validation ensemble, the division's losses) is measured as the reference measures it;
+        bf16 logits can swap the top classes and move top-1, top-5 and the weights validation
+        keeps. train.amp is a training-step option only (`amp` asks for a bf16 pass explicitly:
+        no reported figure does). Under several processes each evaluates its share and every one
+        gets all the logits, in order (each stored row is read by one process)."""
+        options = {"batch_size": self.config.train.eval_batch_size, "amp": amp}
         if not self.cluster.spread:
             return eval_logits(plain(net), images, index=index, **options)
         n = len(images) if index is None else len(index)
