@@ -24,6 +24,11 @@ and variant over the seeds (mean ± std):
     precision      of the last epoch's labeled set, judged against the true clean mask, mean of the
     recall         two networks' divisions: `judging.evaluation.division_quality`, as `evaluate`.
 
+`--fashion-mnist /usr/share/datasets/fashion-mnist` (Debian's dataset-fashion-mnist: real 28 px
+greyscale photographs of clothes, 10 classes) runs the same on the first `--images` of its training
+set and `--test-images` of its test set, written as PNGs with list files and prepared by the
+stages' own code as a folder data set (stored at 32 px, cropped to 28).
+
 Then, unless `--step-steps 0`, the per-step cost of the views: one DivideMix step's views (B labeled,
 B unlabeled, from the in-memory store on `--device`) under `paper` and under `weak_strong` with each
 strong policy, median wall time over `--step-steps` steps. Everything happens in a temporary
@@ -76,6 +81,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="train.device (default cpu)")
     parser.add_argument("--step-steps", type=int, default=20, help="steps timed per view policy (0: skip)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory and print its path")
+    parser.add_argument("--fashion-mnist", type=Path, default=None, metavar="DIR",
+                        help="a real image folder instead of the digits: Fashion-MNIST's IDX files (Debian's "
+                             "dataset-fashion-mnist: /usr/share/datasets/fashion-mnist), written as PNGs and lists")
+    parser.add_argument("--images", type=int, default=3000, help="--fashion-mnist training images (default 3000)")
+    parser.add_argument("--test-images", type=int, default=1000, help="--fashion-mnist test images (default 1000)")
     return parser.parse_args(argv)
 
 
@@ -104,10 +114,57 @@ def every_key(config: Config) -> dict:
 
 def prepare(root: Path, config: Config) -> Paths:
     paths = Paths.layout(root)
+    if config.data.dataset == "folder":  # the stages' own code: the store, the manifest, the noise
+        return prepare_folder(paths, config)
     SPECS[config.data.dataset].prepare(paths.prepared)
     noisy_label_file(dataset=config.data.dataset, prepared=paths.prepared, out=paths.noisy, mode=config.noise.mode,
                      rate=config.noise.rate, seed=config.noise.seed)
     return paths
+
+
+def prepare_folder(paths: Paths, config: Config) -> Paths:
+    """The check, download and noise stages' bodies on a folder data set (no DVC needed)."""
+    import importlib.util
+
+    for name in ("check", "download", "noise"):
+        spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.body(config, select(config, module.PARAMS), paths)
+    return paths
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (gzipped, as Fashion-MNIST ships): uint8 images (n, 28, 28) or labels (n,)."""
+    import gzip
+
+    data = gzip.decompress(path.read_bytes())
+    dims = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def write_fashion(source: Path, root: Path, n_train: int, n_test: int) -> dict:
+    """The first n_train training and n_test test images of Fashion-MNIST as greyscale PNGs with
+    `path label` lists; the folder keys of params.yaml that read them (28 px, stored at 32)."""
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    lists = {}
+    for split, prefix, n in (("train", "train", n_train), ("test", "t10k", n_test)):
+        images = read_idx(source / f"{prefix}-images-idx3-ubyte.gz")[:n]
+        labels = read_idx(source / f"{prefix}-labels-idx1-ubyte.gz")[:n]
+        rows = []
+        for i, (image, label) in enumerate(zip(images, labels)):
+            Image.fromarray(image, mode="L").save(root / "images" / f"{split}_{i}.png")
+            rows.append(f"{split}_{i}.png {int(label)}\n")
+        lists[split] = root / f"{split}.txt"
+        lists[split].write_text("".join(rows))
+    # the training list is its own verified subset (data.truth_list): the labels it gives are the
+    # truth the injected noise departs from, so the division's precision and recall are known
+    return {"dataset": "folder", "root": str(root / "images"), "train_list": str(lists["train"]),
+            "test_list": str(lists["test"]), "truth_list": str(lists["train"]), "image_size": 28, "resize": 32,
+            "num_classes": 10}
 
 
 def run_folder(data: Paths, root: Path, warm: Paths | None = None) -> Paths:
@@ -123,12 +180,13 @@ def run_folder(data: Paths, root: Path, warm: Paths | None = None) -> Paths:
     return paths
 
 
-def figures(paths: Paths) -> dict:
-    """last-k test accuracy (k = min(10, DivideMix epochs)) and the last division's precision and recall."""
+def figures(paths: Paths, truth_list: str | None = None) -> dict:
+    """last-k test accuracy (k = min(10, DivideMix epochs)) and the last division's precision and
+    recall, against the full truth or the verified subset (`truth_list`, a folder's)."""
     run = RunArtifacts(paths.artifacts)
     epochs = artifacts.read_table(paths.artifacts / "epochs", "epochs")
     tail = epochs["test_acc_ensemble"].to_numpy()[-LAST:]
-    quality = division_quality(run, truth_of(paths.prepared, paths.noisy))
+    quality = division_quality(run, truth_of(paths.prepared, paths.noisy, truth_list))
     last = quality[quality["epoch"] == quality["epoch"].max()]
     return {"last": float(tail.mean()), "k": len(tail), "precision": float(last["precision"].mean()),
             "recall": float(last["recall"].mean())}
@@ -147,7 +205,7 @@ def run_all(args: argparse.Namespace, base: dict, root: Path) -> dict:
                 config = config_for(base, setting, seed, variant, args)
                 paths = run_folder(data, root / setting / f"seed{seed}" / variant, warm)
                 run_train(config, paths, every_key(config))
-                results.setdefault((setting, variant), []).append(figures(paths))
+                results.setdefault((setting, variant), []).append(figures(paths, config.data.truth_list))
             print(f"{setting} seed {seed}: {time.perf_counter() - start:.1f} s", flush=True)
     return results
 
@@ -196,6 +254,9 @@ def main(argv: list[str] | None = None) -> None:
     base = load_config(args.params).model_dump(mode="json")
     print(machine_line())
     with workdir(args.keep) as root:
+        if args.fashion_mnist is not None:
+            base["data"] |= write_fashion(args.fashion_mnist, root / "fashion", args.images, args.test_images)
+            print(f"Fashion-MNIST: {args.images} training and {args.test_images} test images from {args.fashion_mnist}")
         results = run_all(args, base, root)
         print()
         print(table(results, len(args.seeds.split(","))))
