@@ -56,14 +56,19 @@ run_stage("probe", [], ["prepared", "noisy"], body, spreads=True)
 '''
 
 
+def run_script(root: Path, name: str, text: str) -> subprocess.CompletedProcess:
+    """A stage-like script (`run_stage(..., spreads=True)`) on the digits run at `root`, two processes."""
+    write_params(root / "params.yaml", tiny_params(**TWO))
+    (root / name).write_text(text)
+    return subprocess.run([sys.executable, name, "--prepared", "data/prepared", "--noisy", "data/noisy/labels.parquet"],
+                          cwd=root, capture_output=True, text=True, timeout=300)
+
+
 def test_two_processes_gather_the_losses_and_divide_as_one_process(digits_data, tmp_path):
     """Each process evaluates its share (every other sample); the gathered per-sample losses are a
     single process's, in sample order, and so are the division and the test logits."""
     root = digits_run(digits_data, tmp_path / "run")
-    write_params(root / "params.yaml", tiny_params(**TWO))
-    (root / "probe.py").write_text(PROBE)
-    result = subprocess.run([sys.executable, "probe.py", "--prepared", "data/prepared", "--noisy",
-                             "data/noisy/labels.parquet"], cwd=root, capture_output=True, text=True, timeout=300)
+    result = run_script(root, "probe.py", PROBE)
     assert result.returncode == 0, result.stderr
     spread = np.load(root / "data/probe.npz")
     assert int(spread["world"]) == 2
@@ -105,11 +110,7 @@ run_stage("failing", [], ["prepared", "noisy"], body, spreads=True)
 def test_an_error_on_rank_1_is_named_as_rank_1s_own_message(digits_data, tmp_path):
     """Rank 1 raises; rank 0's collective then fails within the same second: the one line names
     rank 1 and its own words, not rank 0's collective error."""
-    root = digits_run(digits_data, tmp_path / "run")
-    write_params(root / "params.yaml", tiny_params(**TWO))
-    (root / "failing.py").write_text(FAILING)
-    result = subprocess.run([sys.executable, "failing.py", "--prepared", "data/prepared", "--noisy",
-                             "data/noisy/labels.parquet"], cwd=root, capture_output=True, text=True, timeout=300)
+    result = run_script(digits_run(digits_data, tmp_path / "run"), "failing.py", FAILING)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1] == "error: failing: rank 1: labels.parquet: rank one's own failure", \
         result.stderr

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dividemix.images.views import paper, weak_strong
+from dividemix.images.views import paper
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class StepViews:
     mix: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # None: the four above
 
 
-POLICIES = {"paper": paper.views, "weak_strong": weak_strong.views}
+POLICIES = ("paper", "weak_strong")
 
 
 def views_for(augment: str, strong_policy: str) -> Callable[..., StepViews]:
@@ -48,5 +48,9 @@ def views_for(augment: str, strong_policy: str) -> Callable[..., StepViews]:
     if augment not in POLICIES:
         raise ValueError(f"train.augment {augment!r} unknown; allowed: {', '.join(POLICIES)}")
     if augment == "weak_strong":
+        # imported here: torchvision's augmentations cost every training stage ~1.6 s and ~150 MB
+        # at import, which only the runs that use them should pay
+        from dividemix.images.views import weak_strong
+
         return functools.partial(weak_strong.views, policy=strong_policy)
-    return POLICIES[augment]
+    return paper.views
